@@ -1,0 +1,291 @@
+"""The safe core: find layers by name, capture what flows through them, and
+always hand the caller's model back exactly as it came in.
+
+Three pieces, each small enough to read in one go:
+
+* :func:`get_layer` / :func:`list_layers` — dotted names (``"features.conv4"``,
+  ``"layer4.2.conv3"``) with helpful errors.
+* :func:`model_guard` — a context manager that snapshots a model's state
+  (training flags, ``requires_grad``, ``inplace`` flags, hooks, child modules)
+  and restores it on the way out, also when an exception is raised half way.
+* :func:`capture` — forward hooks that keep the outputs of named layers, and
+  :func:`activations_and_gradients`, which takes gradients of a score with
+  ``torch.autograd.grad`` straight down to those outputs (parameters' ``.grad``
+  are never touched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "LayerNotFoundError",
+    "get_layer",
+    "list_layers",
+    "model_guard",
+    "capture",
+    "activations_and_gradients",
+    "hook_counts",
+    "resolve_targets",
+]
+
+
+# --- layer lookup ---------------------------------------------------------------
+
+
+class LayerNotFoundError(KeyError):
+    """A layer name that is not in the model. The message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d),
+    "relu": (nn.ReLU,),
+    "linear": (nn.Linear,),
+    "pool": (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d),
+    "norm": (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm),
+}
+
+
+def list_layers(model: nn.Module, kind: str | None = None) -> list[str]:
+    """Dotted names of the model's sub-modules, in definition order.
+
+    ``kind`` filters by type: ``"conv"``, ``"relu"``, ``"linear"``, ``"pool"`` or
+    ``"norm"``; ``None`` lists every sub-module (containers included).
+    """
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"unknown layer kind {kind!r}; choose one of {sorted(_KINDS)} or None")
+    types = _KINDS.get(kind, (nn.Module,))
+    return [name for name, m in model.named_modules() if name and isinstance(m, types)]
+
+
+def get_layer(model: nn.Module, name: str | nn.Module) -> nn.Module:
+    """The sub-module called ``name`` (dotted, as in ``model.named_modules()``).
+
+    A module passed in is returned as is, after checking it belongs to the model.
+    An unknown name raises :class:`LayerNotFoundError` listing the closest names.
+    """
+    if isinstance(name, nn.Module):
+        if not any(m is name for m in model.modules()):
+            raise LayerNotFoundError("that module is not part of this model")
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"a layer is named by a string such as 'features.conv4', got {type(name).__name__}")
+    modules = dict(model.named_modules())
+    if name in modules and name:
+        return modules[name]
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    convs = list_layers(model, "conv")
+    conv_hint = (
+        f" Its conv layers are: {', '.join(convs[:12])}{', ...' if len(convs) > 12 else ''}."
+        if convs
+        else ""
+    )
+    raise LayerNotFoundError(
+        f"{type(model).__name__} has no layer named {name!r}.{hint}{conv_hint}"
+        " (list_layers(model) shows every name.)"
+    )
+
+
+# --- the guard ------------------------------------------------------------------
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def hook_counts(model: nn.Module) -> dict[str, int]:
+    """How many forward, forward-pre and backward hooks sit on the model's modules."""
+    counts = {"forward": 0, "forward_pre": 0, "backward": 0}
+    for m in model.modules():
+        counts["forward"] += len(m._forward_hooks)
+        counts["forward_pre"] += len(m._forward_pre_hooks)
+        counts["backward"] += len(m._backward_hooks) + len(getattr(m, "_backward_pre_hooks", {}))
+    return counts
+
+
+@contextlib.contextmanager
+def model_guard(model: nn.Module) -> Iterator[nn.Module]:
+    """Hand the model back exactly as it came in, whatever happens inside.
+
+    Restored on exit (normal or by exception): every module's ``training``
+    flag, every parameter's ``requires_grad``, every ``inplace`` flag, the
+    child modules (nothing replaced), and the hooks (any hook added inside
+    the block is removed; hooks the caller had stay). Exceptions propagate.
+    """
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
+    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    children = [(m, dict(m._modules)) for m in modules]
+    hooks = [(m, {d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS}) for m in modules]
+    try:
+        yield model
+    finally:
+        for m, before in hooks:
+            for d, keys in before.items():
+                table = getattr(m, d, None)
+                if table is not None:
+                    for k in [k for k in table if k not in keys]:
+                        del table[k]
+        for m, kids in children:
+            if m._modules != kids:
+                m._modules.clear()
+                m._modules.update(kids)
+        for m, flag in zip(modules, training):
+            m.training = flag
+        for m, flag in inplace:
+            m.inplace = flag
+        for p, flag in requires_grad:
+            p.requires_grad_(flag)
+
+
+# --- capturing activations and gradients ----------------------------------------
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = True) -> Iterator[dict]:
+    """Keep the output of each named layer during the forward passes inside the block.
+
+    >>> with capture(model, ["features.conv1", "features.conv4"]) as acts:
+    ...     model(x)
+    >>> acts["features.conv4"].shape
+
+    With ``detach=False`` the outputs stay in the autograd graph, so gradients can
+    be taken to them with ``torch.autograd.grad``. Either way the kept tensor is
+    safe from in-place operations later in the network. If a layer runs several times
+    in one forward pass, the last output is kept. The hooks are removed on exit.
+    """
+    names = [layers] if isinstance(layers, str) else list(layers)
+    found = {name: get_layer(model, name) for name in names}  # errors before any hook is added
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def keeper(name):
+        def hook(module, inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
+            # Keep our own copy: a later in-place op (ReLU(inplace=True)) must not change it.
+            if detach:
+                acts[name] = output.detach().clone()
+                return None
+            acts[name] = output
+            return output.clone()
+
+        return hook
+
+    try:
+        for name, module in found.items():
+            handles.append(module.register_forward_hook(keeper(name)))
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+Target = "int | Sequence[int] | None | Callable[[torch.Tensor], torch.Tensor]"
+
+
+def resolve_targets(output: torch.Tensor, target) -> torch.Tensor:
+    """The score of each image: a 1-D tensor of length N, taken from the logits.
+
+    ``target`` is a class index (same for every image), a sequence of indices
+    (one per image), ``None`` (each image's top class), or a callable mapping the
+    (N, C) output to N scores.
+    """
+    if output.ndim != 2:
+        raise ValueError(f"expected (batch, classes) logits, got shape {tuple(output.shape)}")
+    n, c = output.shape
+    if callable(target):
+        score = target(output)
+        if not isinstance(score, torch.Tensor) or score.shape != (n,):
+            shape = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+            raise ValueError(f"a target function must return one score per image, shape ({n},); got {shape}")
+        return score
+    if target is None:
+        idx = output.argmax(dim=1)
+    else:
+        if isinstance(target, torch.Tensor):
+            target = target.tolist()
+        if isinstance(target, int) and not isinstance(target, bool):
+            idx_list = [target] * n
+        elif isinstance(target, Sequence) and not isinstance(target, str):
+            idx_list = list(target)
+        else:
+            raise TypeError(
+                "a target is a class index (int), a list of them (one per image), None "
+                f"(the top class) or a function of the model's output; got {target!r}"
+            )
+        if len(idx_list) != n:
+            raise ValueError(f"{len(idx_list)} targets given for a batch of {n} images")
+        for t in idx_list:
+            if isinstance(t, bool) or not isinstance(t, int):
+                raise TypeError(f"a class index is an int, got {t!r}")
+            if not 0 <= t < c:
+                raise ValueError(f"class index {t} is out of range: this model has classes 0..{c - 1}")
+        idx = torch.tensor(idx_list, device=output.device)
+    return output.gather(1, idx.view(-1, 1)).squeeze(1)
+
+
+def activations_and_gradients(
+    model: nn.Module, x: torch.Tensor, layers: str | Sequence[str], target=None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One forward pass, then gradients of the target score to the named layers' outputs.
+
+    Returns ``(logits, activations, gradients)`` — all detached. The gradient is
+    of the sum of the per-image scores, so each image gets the gradient of its
+    own score. The model runs in eval mode (batch-norm statistics and dropout as
+    at inference). Works under ``torch.no_grad()`` and on frozen models; the
+    model comes back unchanged and no parameter's ``.grad`` is written.
+    """
+    names = [layers] if isinstance(layers, str) else list(layers)
+    with model_guard(model), torch.enable_grad():
+        model.eval()  # explanations are of the model at inference; the guard restores the flags
+        modules = {name: get_layer(model, name) for name in names}
+        acts: dict[str, torch.Tensor] = {}
+
+        def keeper(name):
+            def hook(module, inputs, output):
+                if not output.requires_grad:  # frozen model, input without grad
+                    output = output.detach().requires_grad_(True)
+                acts[name] = output
+                # The rest of the network gets a copy, so in-place ops downstream
+                # (ReLU(inplace=True)) leave the kept tensor intact.
+                return output.clone()
+
+            return hook
+
+        for name, module in modules.items():
+            module.register_forward_hook(keeper(name))  # removed by the guard
+        logits = model(x)
+        missing = [n for n in names if n not in acts]
+        if missing:
+            raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
+        score = resolve_targets(logits, target)
+        grads = torch.autograd.grad(score.sum(), [acts[n] for n in names], allow_unused=True)
+        for name, g in zip(names, grads):
+            if g is None:
+                raise RuntimeError(
+                    f"the score does not depend on layer {name!r}: its output is not on the path "
+                    "from the input to the chosen class"
+                )
+        return (
+            logits.detach(),
+            {n: acts[n].detach() for n in names},
+            {n: g.detach() for n, g in zip(names, grads)},
+        )

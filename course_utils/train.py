@@ -1,0 +1,110 @@
+"""Train the course model on synthetic scenes and write its checkpoint.
+
+    python -m course_utils.train            # writes datasets/coursenet.pt
+
+Every epoch draws fresh scenes (the generator is cheap), so the model never
+sees the same image twice and never sees the held-out scenes, which come from
+another seed. Seeded throughout: the same command on the same machine gives the
+same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .coursenet import MEAN, STD, CourseNet
+from .scenes import CLASSES, make_scenes
+
+TRAIN_SEED = 0  # scenes for training: seed 0, a new range of indices per epoch
+HELDOUT_SEED = 1  # the fixed held-out set: seed 1, indices 0..599
+HELDOUT_SIZE = 600
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "datasets" / "coursenet.pt"
+
+
+def to_batch(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 scenes -> normalised (N, 3, H, W) float tensor."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    was_training = model.training
+    model.eval()
+    try:
+        preds = torch.cat([model(to_batch(images[i : i + 200])).argmax(1) for i in range(0, len(images), 200)])
+    finally:
+        model.train(was_training)
+    return float((preds.numpy() == labels).mean())
+
+
+def train(epochs: int = 12, per_epoch: int = 6000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0):
+    torch.manual_seed(seed)
+    model = CourseNet(n_classes=len(CLASSES))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * (per_epoch // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed)
+
+    heldout = make_scenes(HELDOUT_SIZE, seed=HELDOUT_SEED)
+    held_labels = heldout.labels[:, 0]
+    bar = tqdm(total=steps, desc="training", unit="batch")
+    for epoch in range(epochs):
+        data = make_scenes(per_epoch, seed=TRAIN_SEED + seed, start=epoch * per_epoch)
+        x_all, y_all = to_batch(data.images), torch.from_numpy(data.labels[:, 0])
+        order = torch.randperm(per_epoch, generator=gen)
+        model.train()
+        for b in range(per_epoch // batch_size):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            loss = loss_fn(model(x_all[idx]), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        acc = accuracy(model, heldout.images, held_labels)
+        bar.write(f"epoch {epoch + 1}/{epochs}: held-out accuracy {acc:.2%}")
+    bar.close()
+    return model, acc
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--per-epoch", type=int, default=6000, help="fresh scenes per epoch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    args = p.parse_args(argv)
+
+    start = time.perf_counter()
+    model, acc = train(args.epochs, args.per_epoch, seed=args.seed)
+    minutes = (time.perf_counter() - start) / 60
+    checkpoint = {
+        "state_dict": {k: v.contiguous() for k, v in model.state_dict().items()},
+        "classes": list(CLASSES),
+        "mean": list(MEAN),
+        "std": list(STD),
+        "heldout_accuracy": acc,
+        "heldout": {"seed": HELDOUT_SEED, "size": HELDOUT_SIZE},
+        "train": {"epochs": args.epochs, "per_epoch": args.per_epoch, "seed": args.seed,
+                  "torch": torch.__version__},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, args.out)
+    size_kb = args.out.stat().st_size / 1024
+    print(f"held-out accuracy {acc:.2%}; wrote {args.out} ({size_kb:.0f} KB) in {minutes:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny models with hand-checkable answers, and an ImageNet
+weights cache filled with randomly initialised weights (no network, ever)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def all_hooks(model: torch.nn.Module) -> int:
+    """Every hook of every kind on every module of the model."""
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+             "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
+    return sum(len(getattr(m, n, {})) for m in model.modules() for n in names)
+
+
+def model_state(model: torch.nn.Module):
+    """Everything the course promises to leave unchanged, in a comparable form."""
+    return (
+        [(n, m.training, getattr(m, "inplace", None), type(m).__name__) for n, m in model.named_modules()],
+        [(n, p.requires_grad, p.grad is None) for n, p in model.named_parameters()],
+        {k: v.clone() for k, v in model.state_dict().items()},
+        all_hooks(model),
+    )
+
+
+def assert_same_state(before, after):
+    assert before[0] == after[0], "modules, training or inplace flags changed"
+    assert before[1] == after[1], "requires_grad or .grad changed"
+    assert before[2].keys() == after[2].keys()
+    for k in before[2]:
+        assert torch.equal(before[2][k], after[2][k]), f"{k} changed"
+    assert before[3] == after[3], f"hooks: {before[3]} before, {after[3]} after"
+
+
+@pytest.fixture(scope="session")
+def imagenet_cache(tmp_path_factory):
+    """A TORCH_HOME whose hub cache holds random weights for every ImageNet model.
+
+    The files have the names torchvision's downloads would have, so the course's
+    loaders take the same code path as with real weights.
+    """
+    from course_utils.models import MODEL_NAMES, _imagenet_specs
+
+    home = tmp_path_factory.mktemp("torch_home")
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    try:
+        ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
+        ckpt_dir.mkdir(parents=True)
+        torch.manual_seed(0)
+        for name in MODEL_NAMES[1:]:
+            spec = _imagenet_specs()[name]
+            torch.save(spec.builder(weights=None).state_dict(), ckpt_dir / os.path.basename(spec.weights.url))
+        yield home
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = old
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch):
+    """A TORCH_HOME with nothing in it: no ImageNet weights are cached."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path / "torch_home"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail loudly if anything tries to open a connection or a URL."""
+    import socket
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture
+def resnet18_random():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None).eval()

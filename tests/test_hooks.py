@@ -1,0 +1,282 @@
+"""The safe core: layer lookup, the guard, capturing activations and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils.coursenet import CourseNet
+from course_utils.hooks import (
+    LayerNotFoundError,
+    activations_and_gradients,
+    capture,
+    get_layer,
+    list_layers,
+    model_guard,
+    resolve_targets,
+)
+from tests.conftest import all_hooks, assert_same_state, model_state
+
+
+def tiny_linear_head():
+    """conv -> relu -> flatten -> fc. The gradient of logit c with respect to the
+    flatten output is fc.weight[c], whatever the input: an answer we can write down."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)
+    ).eval()
+
+
+# --- layer lookup ----------------------------------------------------------------
+
+
+def test_list_layers_finds_the_course_model_convs():
+    assert list_layers(CourseNet(), "conv") == [f"features.conv{i}" for i in range(1, 6)]
+    assert list_layers(CourseNet(), "linear") == ["fc"]
+
+
+def test_list_layers_rejects_an_unknown_kind():
+    with pytest.raises(ValueError, match="unknown layer kind 'convolution'"):
+        list_layers(CourseNet(), "convolution")
+
+
+def test_get_layer_by_dotted_name(resnet18_random):
+    assert get_layer(resnet18_random, "layer4.1.conv2") is resnet18_random.layer4[1].conv2
+    assert get_layer(CourseNet(), "features.conv3").out_channels == 64
+
+
+def test_get_layer_typo_lists_close_matches_and_conv_layers():
+    with pytest.raises(LayerNotFoundError) as err:
+        get_layer(CourseNet(), "features.cnv4")
+    msg = str(err.value)
+    assert "no layer named 'features.cnv4'" in msg
+    assert "Did you mean 'features.conv4'" in msg
+    assert "features.conv1, features.conv2" in msg  # the conv layers, listed
+
+
+def test_get_layer_rejects_foreign_modules_and_non_strings():
+    with pytest.raises(LayerNotFoundError, match="not part of this model"):
+        get_layer(CourseNet(), nn.ReLU())
+    with pytest.raises(TypeError, match="named by a string"):
+        get_layer(CourseNet(), 3)
+    with pytest.raises(LayerNotFoundError):
+        get_layer(CourseNet(), "")  # the root is not a layer
+
+
+# --- the guard ---------------------------------------------------------------------
+
+
+def _vandalise(model: nn.Module):
+    """Change everything the guard promises to restore."""
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.layer1[0].relu.inplace = False
+    model.layer2.register_forward_hook(lambda *a: None)
+    model.conv1.register_forward_pre_hook(lambda *a: None)
+    model.fc.register_full_backward_hook(lambda *a: None)
+    model.layer3[0].relu = nn.Identity()  # a replaced module
+
+
+def test_guard_restores_everything_after_normal_exit(resnet18_random):
+    model = resnet18_random
+    model.layer1.register_forward_hook(lambda *a: None)  # the caller's own hook stays
+    before = model_state(model)
+    with model_guard(model):
+        _vandalise(model)
+        assert model.training and all_hooks(model) == 4
+    assert_same_state(before, model_state(model))
+    assert isinstance(model.layer3[0].relu, nn.ReLU) and model.layer1[0].relu.inplace
+
+
+def test_guard_restores_everything_when_an_exception_is_raised(resnet18_random):
+    model = resnet18_random
+    before = model_state(model)
+    with pytest.raises(ZeroDivisionError):
+        with model_guard(model):
+            _vandalise(model)
+            1 / 0
+    assert_same_state(before, model_state(model))
+
+
+# --- capture ---------------------------------------------------------------------
+
+
+def test_capture_keeps_outputs_and_removes_its_hooks():
+    model = CourseNet().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with capture(model, ["features.conv1", "features.relu5"]) as acts:
+        model(x)
+    assert acts["features.conv1"].shape == (2, 16, 64, 64)
+    assert acts["features.relu5"].shape == (2, 64, 16, 16)
+    assert all_hooks(model) == 0
+
+
+def test_capture_is_safe_from_a_later_inplace_relu():
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    model = nn.Sequential(conv, nn.ReLU(inplace=True))
+    x = torch.tensor([[[[-1.0, 2.0]]]])
+    for detach in (True, False):
+        with capture(model, "0", detach=detach) as acts:
+            out = model(x)
+        assert acts["0"].flatten().tolist() == [-1.0, 2.0]  # not clipped by the ReLU
+        assert out.flatten().tolist() == [0.0, 2.0]  # the network's answer is unchanged
+
+
+def test_capture_checks_names_before_adding_any_hook():
+    model = CourseNet()
+    with pytest.raises(LayerNotFoundError):
+        with capture(model, ["features.conv1", "nope"]):
+            pass
+    assert all_hooks(model) == 0
+
+
+# --- targets ---------------------------------------------------------------------
+
+
+def test_resolve_targets_every_form():
+    logits = torch.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]])
+    assert resolve_targets(logits, 2).tolist() == [2.0, 3.0]
+    assert resolve_targets(logits, [0, 1]).tolist() == [1.0, 0.0]
+    assert resolve_targets(logits, None).tolist() == [5.0, 7.0]
+    assert resolve_targets(logits, lambda out: out[:, 0] - out[:, 2]).tolist() == [-1.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    "target, error, message",
+    [
+        (3, ValueError, r"class index 3 is out of range: this model has classes 0..2"),
+        (-1, ValueError, r"out of range"),
+        ([0], ValueError, r"1 targets given for a batch of 2 images"),
+        (1.0, TypeError, r"a target is a class index"),
+        ([0, 1.5], TypeError, r"a class index is an int"),
+        (lambda out: out.sum(), ValueError, r"one score per image"),
+    ],
+)
+def test_resolve_targets_errors(target, error, message):
+    with pytest.raises(error, match=message):
+        resolve_targets(torch.zeros(2, 3), target)
+
+
+# --- gradients ---------------------------------------------------------------------
+
+
+def test_gradient_to_a_layer_equals_the_hand_computed_weights():
+    model = tiny_linear_head()
+    x = torch.randn(2, 1, 4, 4)
+    logits, acts, grads = activations_and_gradients(model, x, "2", target=[1, 2])
+    assert torch.allclose(grads["2"][0], model[3].weight[1])
+    assert torch.allclose(grads["2"][1], model[3].weight[2])
+    assert torch.allclose(logits, model(x))
+    assert acts["2"].shape == (2, 8)
+
+
+def test_gradient_matches_finite_differences():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Conv2d(2, 2, 3), nn.Flatten(),
+                          nn.Linear(2 * 2 * 2, 3)).double().eval()
+    x = torch.randn(1, 1, 4, 4, dtype=torch.double)
+    _, acts, grads = activations_and_gradients(model, x, "1", target=0)
+    head = model[2:]
+    a, eps = acts["1"], 1e-6
+    numeric = torch.zeros_like(a)
+    for i in range(a.numel()):
+        d = torch.zeros_like(a).flatten()
+        d[i] = eps
+        d = d.view_as(a)
+        numeric.view(-1)[i] = (head(a + d)[0, 0] - head(a - d)[0, 0]) / (2 * eps)
+    assert torch.allclose(grads["1"], numeric, atol=1e-8)
+
+
+def test_gradients_work_under_no_grad_on_a_frozen_model_and_touch_nothing():
+    model = tiny_linear_head()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    before = model_state(model)
+    with torch.no_grad():
+        _, _, grads = activations_and_gradients(model, torch.randn(1, 1, 4, 4), "2", target=0)
+    assert torch.allclose(grads["2"][0], model[3].weight[0])
+    assert_same_state(before, model_state(model))
+
+
+def test_parameters_grad_stays_untouched():
+    model = tiny_linear_head()
+    activations_and_gradients(model, torch.randn(1, 1, 4, 4), "0", target=1)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_layer_off_the_path_is_a_clear_error():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Linear(2, 3), nn.Linear(2, 3)
+
+        def forward(self, x):
+            self.unused(x)  # runs, but the output is thrown away
+            return self.used(x)
+
+    model = TwoHeads()
+    with pytest.raises(RuntimeError, match="does not depend on layer 'unused'"):
+        activations_and_gradients(model, torch.randn(1, 2), "unused", target=0)
+    assert all_hooks(model) == 0
+
+
+def test_layer_that_never_runs_is_a_clear_error():
+    class Spare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.spare = nn.Linear(2, 3), nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.head(x)
+
+    model = Spare()
+    with pytest.raises(RuntimeError, match=r"did not run during the forward pass"):
+        activations_and_gradients(model, torch.randn(1, 2), "spare", target=0)
+
+
+def test_resnet_with_inplace_relus_is_left_exactly_as_it_was(resnet18_random):
+    model = resnet18_random
+    before = model_state(model)
+    x = torch.randn(2, 3, 64, 64)
+    logits, acts, grads = activations_and_gradients(model, x, ["layer4", "layer1.0.bn1"], target=None)
+    # bn1 is followed by an in-place ReLU: the kept activation must still hold negatives
+    assert (acts["layer1.0.bn1"] < 0).any()
+    assert grads["layer4"].shape == acts["layer4"].shape == (2, 512, 2, 2)
+    assert torch.isfinite(grads["layer1.0.bn1"]).all()
+    assert_same_state(before, model_state(model))
+
+
+def test_training_model_runs_in_eval_mode_and_comes_back_training(resnet18_random):
+    model = resnet18_random.train()
+    before = model_state(model)
+    x = torch.randn(2, 3, 64, 64)
+    logits, _, _ = activations_and_gradients(model, x, "layer4", target=0)
+    assert model.training
+    assert_same_state(before, model_state(model))  # batch-norm running stats untouched
+    with torch.no_grad():
+        assert torch.allclose(logits, model.eval()(x), atol=1e-5)
+
+
+def test_error_half_way_leaves_no_hook_and_restores_the_model(resnet18_random):
+    model = resnet18_random
+    model.train()  # a caller's model in training mode stays in training mode
+    before = model_state(model)
+
+    def exploding_target(out):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        activations_and_gradients(model, torch.randn(1, 3, 64, 64), "layer3", target=exploding_target)
+    assert_same_state(before, model_state(model))
+
+
+def test_repeated_calls_do_not_accumulate_hooks():
+    model = CourseNet().eval()
+    x = torch.randn(1, 3, 64, 64)
+    for _ in range(50):
+        activations_and_gradients(model, x, "features.relu5", target=0)
+    assert all_hooks(model) == 0
