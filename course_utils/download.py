@@ -18,10 +18,13 @@ from .models import MODEL_NAMES, WeightsNotAvailableError, available_models, dow
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", choices=[n for n in MODEL_NAMES if n != "course"] + [[]],
-                        help="models to fetch (default: all)")
+    imagenet = [n for n in MODEL_NAMES if n != "course"]
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to fetch: {', '.join(imagenet)} (default: all)")
     parser.add_argument("--list", action="store_true", help="only say which weights are here")
     args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in imagenet]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(imagenet)}")
     if not args.list:
         try:
             download_weights(args.names or None)

@@ -189,7 +189,8 @@ def _load_state(path: Path, name: str):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a half-written or foreign file
         raise WeightsNotAvailableError(
-            f"the weights file for {name!r} at {path} cannot be read ({type(exc).__name__}: {exc}). "
+            f"the weights file for {name!r} at {path} cannot be read: it is damaged or not a "
+            f"PyTorch weights file ({type(exc).__name__}). "
             f"Delete it and fetch it again: python -m course_utils.download {name}"
         ) from exc
 

@@ -85,7 +85,11 @@ def main(argv=None) -> None:
     p.add_argument("--per-epoch", type=int, default=6000, help="fresh scenes per epoch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: the same weights on every machine, and no slowdown "
+                        "when other programs share the cores)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     model, acc = train(args.epochs, args.per_epoch, seed=args.seed)
@@ -98,7 +102,7 @@ def main(argv=None) -> None:
         "heldout_accuracy": acc,
         "heldout": {"seed": HELDOUT_SEED, "size": HELDOUT_SIZE},
         "train": {"epochs": args.epochs, "per_epoch": args.per_epoch, "seed": args.seed,
-                  "torch": torch.__version__},
+                  "threads": args.threads, "minutes": round(minutes, 1), "torch": str(torch.__version__)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, args.out)

@@ -1,0 +1,136 @@
+"""Explorers: controls + one picture, nothing else.
+
+Every explorer renders into an ``ipywidgets.Image`` (PNG bytes) rather than an
+``Output`` area. That keeps it fast (one picture replaced, no flicker), lets a
+test set a control's ``.value`` and look at the new picture, and lets the
+stored notebook keep the last picture. Compute lives in ``models``/``hooks``,
+drawing in ``plotting``; an explorer only wires them together.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+import torch
+from matplotlib.figure import Figure
+
+from . import plotting
+from .images import ImageLoadError, load_image, sample_photo, SAMPLE_PHOTOS
+from .models import LoadedModel, available_models, load_model
+from .scenes import make_scene
+
+__all__ = ["Explorer", "PredictionExplorer", "image_choices", "choose_image"]
+
+#: Scenes offered by the explorers: (label, seed, index, objects).
+_SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
+
+
+def image_choices() -> list[str]:
+    """The names of the images an explorer offers: scenes, then sample photos."""
+    return [s[0] for s in _SCENES] + [f"photo: {p}" for p in SAMPLE_PHOTOS]
+
+
+def choose_image(choice: str):
+    """The RGB image behind an entry of :func:`image_choices`."""
+    for label, seed, index, n in _SCENES:
+        if label == choice:
+            return make_scene(seed, index, n_objects=n, classes=[index % 6] if n == 1 else None).image
+    if choice.startswith("photo: "):
+        return sample_photo(choice.removeprefix("photo: "))
+    raise ValueError(f"unknown image {choice!r}; choose one of {image_choices()}")
+
+
+class Explorer:
+    """Base class: a row of controls above a picture and a one-line message.
+
+    Subclasses build ``self.controls`` (a dict of widgets) and implement
+    ``draw() -> Figure``. Any change of a control redraws. A failure shows as a
+    message under the controls instead of a traceback in front of the class.
+    """
+
+    def __init__(self, controls: dict[str, w.Widget], columns: int = 3):
+        self.controls = controls
+        self.view = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.view.add_class("course-explorer-view")
+        self.message = w.HTML()
+        rows = list(controls.values())
+        grid = w.GridBox(rows, layout=w.Layout(grid_template_columns=f"repeat({columns}, max-content)",
+                                               grid_gap="4px 16px"))
+        self.widget = w.VBox([grid, self.message, self.view])
+        self.widget.add_class("course-explorer")
+        for c in controls.values():
+            c.observe(self._on_change, names="value")
+        self.renders = 0
+        self.refresh()
+
+    def _on_change(self, change) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw with the current control values."""
+        try:
+            fig = self.draw()
+        except (ImageLoadError, ValueError, RuntimeError) as exc:
+            self.message.value = f"<span style='color:#b00'>⚠ {_escape(str(exc))}</span>"
+            return
+        self.message.value = ""
+        self.view.value = plotting.figure_to_png(fig)
+        self.renders += 1
+
+    def draw(self) -> Figure:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class PredictionExplorer(Explorer):
+    """Pick an image (a scene, a sample photo, or your own upload) and a model:
+    see the image as the model receives it and its top classes."""
+
+    def __init__(self, models: list[str] | None = None, k: int = 5):
+        if models is None:
+            models = [name for name, here in available_models().items() if here]
+        self._models: dict[str, LoadedModel] = {}
+        self._upload = None
+        controls = {
+            "image": w.Dropdown(options=image_choices(), value="scene 0", description="Image"),
+            "model": w.Dropdown(options=models, value=models[0], description="Model"),
+            "k": w.IntSlider(value=k, min=1, max=10, description="Top k", continuous_update=False),
+            "upload": w.FileUpload(accept="image/*", multiple=False, description="Your image"),
+        }
+        controls["upload"].observe(self._on_upload, names="value")
+        super().__init__(controls, columns=2)
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if files:
+            self._upload = (files[0]["name"], bytes(files[0]["content"]))
+            self.controls["image"].options = [*image_choices(), f"upload: {files[0]['name']}"]
+            self.controls["image"].value = f"upload: {files[0]['name']}"  # triggers a redraw
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            self._models[name] = load_model(name)
+        return self._models[name]
+
+    def image(self):
+        choice = self.controls["image"].value
+        if choice.startswith("upload: ") and self._upload:
+            return load_image(self._upload[1])
+        return choose_image(choice)
+
+    def draw(self) -> Figure:
+        m = self.model(self.controls["model"].value)
+        x = m.batch([self.image()])
+        with torch.no_grad():
+            top = m.top_classes(m.model(x), k=self.controls["k"].value)[0]
+        fig = Figure(figsize=(7, 2.8))
+        ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1, 1.4]))
+        plotting.show_image(m.to_display(x)[0], ax=ax_img, title=f"what {m.name} sees")
+        plotting.topk_bars(top, ax=ax_bar, title=f"top {len(top)} classes")
+        fig.tight_layout()
+        return fig

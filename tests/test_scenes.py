@@ -1,0 +1,99 @@
+"""The scene generator: deterministic, masks that match the pixels, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from course_utils.scenes import CLASSES, make_scene, make_scenes
+
+
+def digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def test_at_least_six_classes():
+    assert len(CLASSES) >= 6 and len(set(CLASSES)) == len(CLASSES)
+
+
+def test_same_seed_gives_byte_identical_scenes_in_any_order():
+    a = make_scenes(30, seed=7)
+    b = make_scenes(30, seed=7)
+    assert digest(a.images, a.labels, a.masks) == digest(b.images, b.labels, b.masks)
+    # scene 12 alone equals scene 12 drawn inside a set: no hidden global state
+    alone = make_scene(7, 12, classes=[12 % len(CLASSES)])
+    assert np.array_equal(alone.image, a.images[12]) and np.array_equal(alone.masks, a.masks[12])
+
+
+def test_other_seed_or_index_gives_other_scenes():
+    assert not np.array_equal(make_scene(0, 0).image, make_scene(1, 0).image)
+    assert not np.array_equal(make_scene(0, 0).image, make_scene(0, 1).image)
+
+
+def test_balanced_sets_cycle_through_the_classes():
+    s = make_scenes(12, seed=3)
+    assert s.labels[:, 0].tolist() == [i % 6 for i in range(12)]
+    assert s[4].names == (CLASSES[4],)
+
+
+@pytest.mark.parametrize("n_objects", [1, 2])
+def test_masks_mark_the_object_pixels(n_objects):
+    """Inside a mask the pixels take the object's colour; the mask is not empty,
+    not the whole image, and two objects never overlap."""
+    for i in range(20):
+        s = make_scene(11, i, n_objects=n_objects)
+        assert s.image.shape == (64, 64, 3) and s.image.dtype == np.uint8
+        assert s.masks.shape == (n_objects, 64, 64) and s.masks.dtype == bool
+        for m in s.masks:
+            assert 60 < m.sum() < 0.5 * 64 * 64
+            # The object is one flat colour (plus faint noise and shading): pixels deep
+            # inside the mask vary far less than the textured background around it.
+            core = m & np.roll(m, 2, 0) & np.roll(m, -2, 0) & np.roll(m, 2, 1) & np.roll(m, -2, 1)
+            inside = s.image[core].astype(float)
+            assert inside.std(axis=0).max() < 20
+        if n_objects == 2:
+            assert not (s.masks[0] & s.masks[1]).any()
+            assert s.labels[0] != s.labels[1]
+
+
+def test_mask_area_matches_the_shape_geometry():
+    """A square of outer radius r has area 2 r^2; its mask must agree within a few percent.
+    (Checked through a circle too: pi r^2.)"""
+    from course_utils import scenes
+
+    for name, area in [("square", lambda r: 2 * r * r), ("circle", lambda r: np.pi * r * r)]:
+        cov = scenes._coverage(name, 32.0, 32.0, 15.0, 0.3, 64)
+        assert abs((cov >= 0.5).sum() - area(15.0)) / area(15.0) < 0.03
+        assert abs(cov.sum() - area(15.0)) / area(15.0) < 0.03  # PIL fills the edge pixels too
+
+
+def test_requested_classes_are_drawn():
+    s = make_scene(0, 0, n_objects=2, classes=["star", "circle"])
+    assert s.names == ("star", "circle") and s.labels == (3, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(classes=["ellipse"]), "unknown shape 'ellipse'"),
+        (dict(classes=[6]), "class index 6 is out of range 0..5"),
+        (dict(n_objects=2, classes=["star", "star"]), "different classes"),
+        (dict(n_objects=2, classes=["star"]), "2 object"),
+        (dict(n_objects=3), "n_objects must be 1 or 2"),
+        (dict(size=50), "multiple of 8"),
+    ],
+)
+def test_bad_arguments_are_refused_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_scene(0, 0, **kwargs)
+
+
+def test_single_object_label_property():
+    assert make_scene(0, 0, classes=["cross"]).label == CLASSES.index("cross")
+    with pytest.raises(ValueError, match="use .labels"):
+        make_scene(0, 0, n_objects=2).label
