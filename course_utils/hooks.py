@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -110,13 +110,8 @@ _HOOK_DICTS = (
 
 
 def hook_counts(model: nn.Module) -> dict[str, int]:
-    """How many forward, forward-pre and backward hooks sit on the model's modules."""
-    counts = {"forward": 0, "forward_pre": 0, "backward": 0}
-    for m in model.modules():
-        counts["forward"] += len(m._forward_hooks)
-        counts["forward_pre"] += len(m._forward_pre_hooks)
-        counts["backward"] += len(m._backward_hooks) + len(getattr(m, "_backward_pre_hooks", {}))
-    return counts
+    """How many hooks of each kind sit on the model's modules (all zero for a clean model)."""
+    return {d.strip("_"): sum(len(getattr(m, d, {})) for m in model.modules()) for d in _HOOK_DICTS}
 
 
 @contextlib.contextmanager
@@ -196,9 +191,6 @@ def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = Tru
     finally:
         for h in handles:
             h.remove()
-
-
-Target = "int | Sequence[int] | None | Callable[[torch.Tensor], torch.Tensor]"
 
 
 def resolve_targets(output: torch.Tensor, target) -> torch.Tensor:

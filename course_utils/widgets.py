@@ -9,6 +9,9 @@ drawing in ``plotting``; an explorer only wires them together.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import ipywidgets as w
 import torch
 from matplotlib.figure import Figure
@@ -18,15 +21,24 @@ from .images import ImageLoadError, load_image, sample_photo, SAMPLE_PHOTOS
 from .models import LoadedModel, available_models, load_model
 from .scenes import make_scene
 
-__all__ = ["Explorer", "PredictionExplorer", "image_choices", "choose_image"]
+__all__ = ["Explorer", "PredictionExplorer", "choose_image", "image_choices", "my_images_dir"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def my_images_dir() -> Path:
+    """The drop folder for your own pictures: ``datasets/my_images`` (or $COURSE_MY_IMAGES)."""
+    default = Path(__file__).resolve().parent.parent / "datasets" / "my_images"
+    return Path(os.environ.get("COURSE_MY_IMAGES", default))
 
 
 def image_choices() -> list[str]:
-    """The names of the images an explorer offers: scenes, then sample photos."""
-    return [s[0] for s in _SCENES] + [f"photo: {p}" for p in SAMPLE_PHOTOS]
+    """The images an explorer offers: scenes, sample photos, then your own files."""
+    folder = my_images_dir()
+    mine = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if folder.is_dir() else []
+    return [s[0] for s in _SCENES] + [f"photo: {p}" for p in SAMPLE_PHOTOS] + [f"mine: {m}" for m in mine]
 
 
 def choose_image(choice: str):
@@ -36,6 +48,8 @@ def choose_image(choice: str):
             return make_scene(seed, index, n_objects=n, classes=[index % 6] if n == 1 else None).image
     if choice.startswith("photo: "):
         return sample_photo(choice.removeprefix("photo: "))
+    if choice.startswith("mine: "):
+        return load_image(my_images_dir() / choice.removeprefix("mine: "))
     raise ValueError(f"unknown image {choice!r}; choose one of {image_choices()}")
 
 
@@ -43,11 +57,12 @@ class Explorer:
     """Base class: a row of controls above a picture and a one-line message.
 
     Subclasses build ``self.controls`` (a dict of widgets) and implement
-    ``draw() -> Figure``. Any change of a control redraws. A failure shows as a
+    ``draw() -> Figure``. A change of any control (or of those named in
+    ``redraw_on``) redraws. A failure shows as a
     message under the controls instead of a traceback in front of the class.
     """
 
-    def __init__(self, controls: dict[str, w.Widget], columns: int = 3):
+    def __init__(self, controls: dict[str, w.Widget], columns: int = 3, redraw_on=None):
         self.controls = controls
         self.view = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self.view.add_class("course-explorer-view")
@@ -57,13 +72,15 @@ class Explorer:
                                                grid_gap="4px 16px"))
         self.widget = w.VBox([grid, self.message, self.view])
         self.widget.add_class("course-explorer")
-        for c in controls.values():
-            c.observe(self._on_change, names="value")
+        for name in controls if redraw_on is None else redraw_on:
+            controls[name].observe(self._on_change, names="value")
         self.renders = 0
+        self._paused = False
         self.refresh()
 
     def _on_change(self, change) -> None:
-        self.refresh()
+        if not self._paused:
+            self.refresh()
 
     def refresh(self) -> None:
         """Redraw with the current control values."""
@@ -103,14 +120,21 @@ class PredictionExplorer(Explorer):
             "upload": w.FileUpload(accept="image/*", multiple=False, description="Your image"),
         }
         controls["upload"].observe(self._on_upload, names="value")
-        super().__init__(controls, columns=2)
+        super().__init__(controls, columns=2, redraw_on=["image", "model", "k"])
 
     def _on_upload(self, change) -> None:
         files = change["new"]
-        if files:
-            self._upload = (files[0]["name"], bytes(files[0]["content"]))
-            self.controls["image"].options = [*image_choices(), f"upload: {files[0]['name']}"]
-            self.controls["image"].value = f"upload: {files[0]['name']}"  # triggers a redraw
+        if not files:
+            return
+        self._upload = (files[0]["name"], bytes(files[0]["content"]))
+        label = f"upload: {files[0]['name']}"
+        self._paused = True  # one redraw for the new image, not one per option change
+        try:
+            self.controls["image"].options = [*image_choices(), label]
+            self.controls["image"].value = label
+        finally:
+            self._paused = False
+        self.refresh()
 
     def model(self, name: str) -> LoadedModel:
         if name not in self._models:

@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def all_hooks(model: torch.nn.Module) -> int:
     """Every hook of every kind on every module of the model."""
-    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-             "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
-    return sum(len(getattr(m, n, {})) for m in model.modules() for n in names)
+    from course_utils.hooks import hook_counts
+
+    return sum(hook_counts(model).values())
 
 
 def model_state(model: torch.nn.Module):
@@ -40,30 +40,28 @@ def assert_same_state(before, after):
 
 
 @pytest.fixture(scope="session")
-def imagenet_cache(tmp_path_factory):
-    """A TORCH_HOME whose hub cache holds random weights for every ImageNet model.
-
-    The files have the names torchvision's downloads would have, so the course's
-    loaders take the same code path as with real weights.
-    """
+def _random_imagenet_home(tmp_path_factory):
+    """A torch home whose hub cache holds random weights for every ImageNet model,
+    under the file names torchvision's downloads have (made once per session)."""
     from course_utils.models import MODEL_NAMES, _imagenet_specs
 
     home = tmp_path_factory.mktemp("torch_home")
-    old = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    try:
-        ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
-        ckpt_dir.mkdir(parents=True)
-        torch.manual_seed(0)
-        for name in MODEL_NAMES[1:]:
-            spec = _imagenet_specs()[name]
-            torch.save(spec.builder(weights=None).state_dict(), ckpt_dir / os.path.basename(spec.weights.url))
-        yield home
-    finally:
-        if old is None:
-            os.environ.pop("TORCH_HOME", None)
-        else:
-            os.environ["TORCH_HOME"] = old
+    ckpt_dir = home / "hub" / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    torch.manual_seed(0)
+    for name in MODEL_NAMES[1:]:
+        spec = _imagenet_specs()[name]
+        torch.save(spec.builder(weights=None).state_dict(), ckpt_dir / os.path.basename(spec.weights.url))
+    return home
+
+
+@pytest.fixture
+def imagenet_cache(_random_imagenet_home, monkeypatch):
+    """TORCH_HOME pointing at random ImageNet weights, for one test: the course's
+    loaders take the same code path as with real weights, with no network."""
+    monkeypatch.setenv("TORCH_HOME", str(_random_imagenet_home))
+    assert Path(torch.hub.get_dir()) == _random_imagenet_home / "hub"
+    return _random_imagenet_home
 
 
 @pytest.fixture

@@ -1,0 +1,41 @@
+# Seeing inside CNNs: the course's commands.
+#   make lab    set up (first time only) and open JupyterLab on lesson 00
+#   make test   set up (first time only) and run every test
+# Setting up creates a virtual environment in .venv and installs the course
+# (course_utils with its test extras) into it; nothing outside this folder changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup lab test weights model notebooks clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Fetch the ImageNet weights (ResNet-18, ResNet-50, VGG-16) once, while online.
+weights: $(STAMP)
+	$(BIN)/python -m course_utils.download
+
+# Retrain the course model into datasets/coursenet.pt (seeded, a few minutes on a CPU).
+model: $(STAMP)
+	$(BIN)/python -m course_utils.train
+
+# Re-run every notebook and store its outputs (as an offline machine produces them).
+notebooks: $(STAMP)
+	$(BIN)/python tools/run_notebooks.py
+
+clean:
+	rm -rf $(VENV)
