@@ -30,7 +30,6 @@ from PIL import Image
 from torch import nn
 
 from . import coursenet
-from .scenes import CLASSES
 
 __all__ = [
     "MODEL_NAMES",

@@ -1,11 +1,4 @@
-"""Explorers: controls + one picture, nothing else.
-
-Every explorer renders into an ``ipywidgets.Image`` (PNG bytes) rather than an
-``Output`` area. That keeps it fast (one picture replaced, no flicker), lets a
-test set a control's ``.value`` and look at the new picture, and lets the
-stored notebook keep the last picture. Compute lives in ``models``/``hooks``,
-drawing in ``plotting``; an explorer only wires them together.
-"""
+"""The explorers' common ground: the base class and the images they offer."""
 
 from __future__ import annotations
 
@@ -13,15 +6,13 @@ import os
 from pathlib import Path
 
 import ipywidgets as w
-import torch
 from matplotlib.figure import Figure
 
-from . import plotting
-from .images import ImageLoadError, load_image, sample_photo, SAMPLE_PHOTOS
-from .models import LoadedModel, available_models, load_model
-from .scenes import make_scene
+from .. import plotting
+from ..images import SAMPLE_PHOTOS, ImageLoadError, load_image, sample_photo
+from ..scenes import make_scene
 
-__all__ = ["Explorer", "PredictionExplorer", "choose_image", "image_choices", "my_images_dir"]
+__all__ = ["Explorer", "choose_image", "image_choices", "my_images_dir"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
@@ -30,7 +21,7 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".w
 
 def my_images_dir() -> Path:
     """The drop folder for your own pictures: ``datasets/my_images`` (or $COURSE_MY_IMAGES)."""
-    default = Path(__file__).resolve().parent.parent / "datasets" / "my_images"
+    default = Path(__file__).resolve().parents[2] / "datasets" / "my_images"
     return Path(os.environ.get("COURSE_MY_IMAGES", default))
 
 
@@ -102,59 +93,3 @@ class Explorer:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-class PredictionExplorer(Explorer):
-    """Pick an image (a scene, a sample photo, or your own upload) and a model:
-    see the image as the model receives it and its top classes."""
-
-    def __init__(self, models: list[str] | None = None, k: int = 5):
-        if models is None:
-            models = [name for name, here in available_models().items() if here]
-        self._models: dict[str, LoadedModel] = {}
-        self._upload = None
-        controls = {
-            "image": w.Dropdown(options=image_choices(), value="scene 0", description="Image"),
-            "model": w.Dropdown(options=models, value=models[0], description="Model"),
-            "k": w.IntSlider(value=k, min=1, max=10, description="Top k", continuous_update=False),
-            "upload": w.FileUpload(accept="image/*", multiple=False, description="Your image"),
-        }
-        controls["upload"].observe(self._on_upload, names="value")
-        super().__init__(controls, columns=2, redraw_on=["image", "model", "k"])
-
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        self._upload = (files[0]["name"], bytes(files[0]["content"]))
-        label = f"upload: {files[0]['name']}"
-        self._paused = True  # one redraw for the new image, not one per option change
-        try:
-            self.controls["image"].options = [*image_choices(), label]
-            self.controls["image"].value = label
-        finally:
-            self._paused = False
-        self.refresh()
-
-    def model(self, name: str) -> LoadedModel:
-        if name not in self._models:
-            self._models[name] = load_model(name)
-        return self._models[name]
-
-    def image(self):
-        choice = self.controls["image"].value
-        if choice.startswith("upload: ") and self._upload:
-            return load_image(self._upload[1])
-        return choose_image(choice)
-
-    def draw(self) -> Figure:
-        m = self.model(self.controls["model"].value)
-        x = m.batch([self.image()])
-        with torch.no_grad():
-            top = m.top_classes(m.model(x), k=self.controls["k"].value)[0]
-        fig = Figure(figsize=(7, 2.8))
-        ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1, 1.4]))
-        plotting.show_image(m.to_display(x)[0], ax=ax_img, title=f"what {m.name} sees")
-        plotting.topk_bars(top, ax=ax_bar, title=f"top {len(top)} classes")
-        fig.tight_layout()
-        return fig

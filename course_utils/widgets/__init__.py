@@ -1,0 +1,15 @@
+"""Explorers: controls + one picture, nothing else.
+
+Every explorer renders into an ``ipywidgets.Image`` (PNG bytes) rather than an
+``Output`` area. That keeps it fast (one picture replaced, no flicker), lets a
+test set a control's ``.value`` and look at the new picture, and lets the
+stored notebook keep the last picture. Compute lives in the other modules,
+drawing in ``plotting``; an explorer only wires them together.
+
+One file per explorer; ``base`` holds what they share.
+"""
+
+from .base import Explorer, choose_image, image_choices, my_images_dir
+from .prediction import PredictionExplorer
+
+__all__ = ["Explorer", "PredictionExplorer", "choose_image", "image_choices", "my_images_dir"]
