@@ -58,11 +58,12 @@ def uses_imagenet(path: Path) -> bool:
 @pytest.mark.parametrize("path", [p for p in LESSONS if uses_imagenet(p)], ids=lambda p: p.name)
 def test_imagenet_sections_run_when_weights_are_present(path, imagenet_cache):
     """With (random) ImageNet weights in the cache, the lesson takes its ImageNet
-    branch and runs without error — the path users with real weights take."""
+    branches and runs without error — the path users with real weights take.
+    (Stored outputs come from a run without weights; see tools/run_notebooks.py.)"""
     nb = nbformat.read(path, as_version=4)
     assert os.environ["TORCH_HOME"] == str(imagenet_cache)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    # Lessons say "... weights are not on this machine ..." when they skip an ImageNet part.
     assert "weights are not on this machine" not in printed
-    assert " cat -> " in printed

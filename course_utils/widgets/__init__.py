@@ -9,7 +9,10 @@ drawing in ``plotting``; an explorer only wires them together.
 One file per explorer; ``base`` holds what they share.
 """
 
-from .base import Explorer, choose_image, image_choices, my_images_dir
+from .base import Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
 from .prediction import PredictionExplorer
 
-__all__ = ["Explorer", "PredictionExplorer", "choose_image", "image_choices", "my_images_dir"]
+__all__ = [
+    "Explorer", "PredictionExplorer", "cached_model", "choose_image", "image_choices", "image_controls",
+    "my_images_dir",
+]

@@ -10,9 +10,10 @@ from matplotlib.figure import Figure
 
 from .. import plotting
 from ..images import SAMPLE_PHOTOS, ImageLoadError, load_image, sample_photo
+from ..models import LoadedModel, load_model
 from ..scenes import make_scene
 
-__all__ = ["Explorer", "choose_image", "image_choices", "my_images_dir"]
+__all__ = ["Explorer", "cached_model", "choose_image", "image_choices", "image_controls", "my_images_dir"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
@@ -44,13 +45,32 @@ def choose_image(choice: str):
     raise ValueError(f"unknown image {choice!r}; choose one of {image_choices()}")
 
 
-class Explorer:
-    """Base class: a row of controls above a picture and a one-line message.
+def image_controls(value: str = "scene 0") -> dict[str, w.Widget]:
+    """The standard image picker: a dropdown of :func:`image_choices` and an upload button."""
+    return {
+        "image": w.Dropdown(options=image_choices(), value=value, description="Image"),
+        "upload": w.FileUpload(accept="image/*", multiple=False, description="Your image"),
+    }
 
-    Subclasses build ``self.controls`` (a dict of widgets) and implement
+
+_LOADED: dict[str, LoadedModel] = {}
+
+
+def cached_model(name: str) -> LoadedModel:
+    """Load a model once per kernel; every explorer shares it (none of them changes it)."""
+    if name not in _LOADED:
+        _LOADED[name] = load_model(name)
+    return _LOADED[name]
+
+
+class Explorer:
+    """Base class: a grid of controls above a one-line message and a picture.
+
+    Subclasses pass their controls (a dict of widgets) and implement
     ``draw() -> Figure``. A change of any control (or of those named in
-    ``redraw_on``) redraws. A failure shows as a
-    message under the controls instead of a traceback in front of the class.
+    ``redraw_on``) redraws. A failure shows as a message under the controls
+    instead of a traceback in front of the class. With the controls of
+    :func:`image_controls`, :meth:`image` returns the chosen or uploaded image.
     """
 
     def __init__(self, controls: dict[str, w.Widget], columns: int = 3, redraw_on=None):
@@ -63,10 +83,36 @@ class Explorer:
                                                grid_gap="4px 16px"))
         self.widget = w.VBox([grid, self.message, self.view])
         self.widget.add_class("course-explorer")
-        for name in controls if redraw_on is None else redraw_on:
+        if redraw_on is None:
+            redraw_on = [name for name in controls if name != "upload"]
+        for name in redraw_on:
             controls[name].observe(self._on_change, names="value")
+        self._upload: tuple[str, bytes] | None = None
+        if "upload" in controls:
+            controls["upload"].observe(self._on_upload, names="value")
         self.renders = 0
         self._paused = False
+        self.refresh()
+
+    def image(self):
+        """The RGB image picked in the ``image`` control (or uploaded)."""
+        choice = self.controls["image"].value
+        if choice.startswith("upload: ") and self._upload:
+            return load_image(self._upload[1])
+        return choose_image(choice)
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        self._upload = (files[0]["name"], bytes(files[0]["content"]))
+        label = f"upload: {files[0]['name']}"
+        self._paused = True  # one redraw for the new image, not one per option change
+        try:
+            self.controls["image"].options = [*image_choices(), label]
+            self.controls["image"].value = label
+        finally:
+            self._paused = False
         self.refresh()
 
     def _on_change(self, change) -> None:
