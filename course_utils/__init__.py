@@ -2,18 +2,17 @@
 
 One module per concern; import the one you need:
 
-=============  ================================================================
-``scenes``     synthetic shape scenes with ground-truth masks
-``images``     load any image as RGB; scikit-image's sample photos
-``coursenet``  the course model's architecture
-``models``     load the course model and ImageNet models by name
-``hooks``      layer lookup, the model guard, activations and gradients
-``plotting``   pure drawing functions (take ``ax=``, return the figure)
-``widgets``    the explorers (controls + one picture)
-``checks``     exercise checks that print what is right and what is off
-``train``      ``python -m course_utils.train`` retrains the course model
-``download``   ``python -m course_utils.download`` fetches ImageNet weights
-=============  ================================================================
+- ``scenes``: synthetic shape scenes with ground-truth masks
+- ``images``: load any image as RGB; scikit-image's sample photos
+- ``coursenet``: the course model's architecture
+- ``models``: load the course model and ImageNet models by name
+- ``hooks``: layer lookup, the model guard, activations and gradients
+- ``plotting``: pure drawing functions (take ``ax=``, return the figure)
+- ``widgets``: the explorers (controls + one picture)
+- ``tensorboard``: write graphs and images for TensorBoard, read them back
+- ``checks``: exercise checks that print what is right and what is off
+- ``train``: ``python -m course_utils.train`` retrains the course model
+- ``download``: ``python -m course_utils.download`` fetches ImageNet weights
 
 Importing it changes nothing: no seeds, no matplotlib settings, no downloads.
 """

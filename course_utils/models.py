@@ -142,6 +142,7 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     last_conv_layer: str
+    input_size: int  # the side of the square images the model is fed
     info: dict = field(default_factory=dict)
 
     def batch(self, images: Sequence) -> torch.Tensor:
@@ -214,6 +215,7 @@ def _load_course(device) -> LoadedModel:
         mean=tuple(ckpt["mean"]),
         std=tuple(ckpt["std"]),
         last_conv_layer="features.relu5",
+        input_size=coursenet.INPUT_SIZE,
         info=info,
     )
 
@@ -254,6 +256,7 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
         mean=tuple(tf.mean),
         std=tuple(tf.std),
         last_conv_layer=spec.last_conv_layer,
+        input_size=int(tf.crop_size[0]),
         info={"weights": str(spec.weights), "file": str(path)},
     )
 

@@ -54,7 +54,7 @@ def test_course_batch_resizes_any_image_and_round_trips_for_display():
     m = load_model("course")
     scene = make_scene(0, 0)
     x = m.batch([scene.image])
-    assert x.shape == (1, 3, 64, 64)
+    assert x.shape == (1, 3, 64, 64) and m.input_size == 64
     assert np.abs(m.to_display(x)[0] * 255 - scene.image).max() < 0.51  # exact up to rounding
     big = np.zeros((120, 200, 3), np.uint8)
     assert m.batch(big).shape == (1, 3, 64, 64)  # centre-cropped and resized
@@ -146,7 +146,7 @@ def test_imagenet_models_load_from_the_cache(imagenet_cache, no_network, name):
     assert len(m.categories) == 1000 and m.categories[281] == "tabby"
     photo = np.random.default_rng(0).integers(0, 256, size=(300, 400, 3), dtype=np.uint8)
     x = m.batch([photo, photo])
-    assert x.shape == (2, 3, 224, 224)  # weights.transforms(): resize 256, crop 224
+    assert x.shape == (2, 3, 224, 224) and m.input_size == 224  # weights.transforms(): resize 256, crop 224
     top = m.predict([photo], k=5)[0]
     assert len(top) == 5 and all(c in m.categories for c, _ in top)
     # the loaded weights are the cached file's, not a fresh random draw

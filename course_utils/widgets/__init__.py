@@ -10,9 +10,10 @@ One file per explorer; ``base`` holds what they share.
 """
 
 from .base import Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
+from .graphs import GraphExplorer
 from .prediction import PredictionExplorer
 
 __all__ = [
-    "Explorer", "PredictionExplorer", "cached_model", "choose_image", "image_choices", "image_controls",
+    "Explorer", "GraphExplorer", "PredictionExplorer", "cached_model", "choose_image", "image_choices", "image_controls",
     "my_images_dir",
 ]
