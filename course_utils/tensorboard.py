@@ -14,6 +14,8 @@ model is traced in eval mode and handed back unchanged (``hooks.model_guard``).
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from torch import nn
 
 from .hooks import model_guard
 
-__all__ = ["GraphNode", "layer_ops", "op_counts", "read_graph", "read_images", "write_graph", "write_images"]
+__all__ = ["GraphNode", "binary", "layer_ops", "op_counts", "read_graph", "read_images", "write_graph", "write_images"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,19 @@ class GraphNode:
     def layer(self) -> str:
         """The dotted name of the module the node belongs to ("features.conv1"), or ""."""
         return ".".join(re.findall(r"\[([^\]]+)\]", self.name.rsplit("/", 1)[0]))
+
+
+def binary() -> str:
+    """The ``tensorboard`` program of this Python environment.
+
+    The ``%tensorboard`` magic looks for it on the PATH, which misses a virtual
+    environment that was not activated; set ``TENSORBOARD_BINARY`` to this.
+    """
+    here = Path(sys.executable).parent / ("tensorboard.exe" if sys.platform == "win32" else "tensorboard")
+    found = str(here) if here.is_file() else shutil.which("tensorboard")
+    if not found:
+        raise FileNotFoundError("the tensorboard program is not installed here: pip install tensorboard")
+    return found
 
 
 def _writer(logdir):
