@@ -7,6 +7,8 @@ One module per concern; import the one you need:
 - ``coursenet``: the course model's architecture
 - ``models``: load the course model and ImageNet models by name
 - ``hooks``: layer lookup, the model guard, activations and gradients
+- ``features``: feature maps, layer shapes, display normalizations (lesson 01)
+- ``filters``: filter weights as pictures and statistics, a random twin (lesson 02)
 - ``plotting``: pure drawing functions (take ``ax=``, return the figure)
 - ``widgets``: the explorers (controls + one picture)
 - ``tensorboard``: write graphs and images for TensorBoard, read them back

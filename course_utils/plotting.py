@@ -6,20 +6,37 @@ figure. Each returns the figure it drew on.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from . import filters
 
 __all__ = [
+    "DIVERGING",
+    "draw_kernels",
+    "draw_rgb_filters",
     "figure_to_png",
+    "frame_tile",
     "image_grid",
+    "mosaic",
     "outline_masks",
     "overlay_heatmap",
+    "show_feature_maps",
     "show_image",
     "topk_bars",
 ]
+
+
+#: Colour map for signed values (weights): blue negative, white zero, red positive.
+DIVERGING = "RdBu_r"
+#: Behind mosaics whose gaps are NaN, so that a zero (white) stands out from a gap.
+GAP_COLOUR = "#c8c8c8"
 
 
 def _axes(ax, figsize=(3, 3)):
@@ -114,6 +131,122 @@ def topk_bars(top: Sequence[tuple[str, float]], ax=None, title: str | None = Non
     ax.set_xlabel("probability", fontsize=8)
     for i, p in enumerate(probs):
         ax.text(min(p + 0.02, 0.8), i, f"{p:.0%}", va="center", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax.figure
+
+
+# --- mosaics: many small pictures as one image (far quicker to draw than many axes) ---
+
+
+def mosaic(tiles, ncols: int | None = None, gap: int = 1, fill: float = 1.0) -> np.ndarray:
+    """Tiles (n, h, w) or (n, h, w, 3) laid out in rows of ``ncols`` (default: near
+    square) with ``gap`` pixels of ``fill`` between them; one (H, W[, 3]) array.
+    Tile ``k`` sits at row ``k // ncols``, column ``k % ncols``. A NaN ``fill``
+    draws the gaps in the axes' background colour."""
+    if isinstance(tiles, torch.Tensor):
+        tiles = tiles.detach().cpu().numpy()
+    tiles = np.asarray(tiles, dtype=np.float32)
+    if tiles.ndim not in (3, 4) or len(tiles) == 0:
+        raise ValueError(f"expected tiles of shape (n, h, w) or (n, h, w, 3), got {tiles.shape}")
+    n, h, w = tiles.shape[:3]
+    ncols = max(1, min(ncols or math.ceil(math.sqrt(n)), n))
+    nrows = -(-n // ncols)
+    out = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap, *tiles.shape[3:]), fill, np.float32)
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[k]
+    return out
+
+
+def frame_tile(ax, row: int, col: int, h: int, w: int, gap: int = 1, colour: str = "#ffb000") -> None:
+    """Frame tile (row, col) of a :func:`mosaic` of h×w tiles (the frame runs down the gaps)."""
+    y, x = row * (h + gap) - 0.5, col * (w + gap) - 0.5  # the tile's top-left pixel edge
+    ax.add_patch(Rectangle((x - gap / 2, y - gap / 2), w + gap, h + gap, fill=False, edgecolor=colour,
+                           linewidth=2, clip_on=False))
+
+
+def show_feature_maps(maps, ax=None, ncols: int = 4, first_channel: int = 0, highlight: int | None = None,
+                      title: str | None = None, cmap: str = "magma"):
+    """Already normalized maps (C, H, W), values in 0..1, as one mosaic with each
+    tile's channel number (counted from ``first_channel``); ``highlight`` outlines
+    one channel (a number on the same count). Returns the figure."""
+    maps = np.asarray(maps, dtype=np.float32)
+    c, h, wd = maps.shape
+    ncols = max(1, min(ncols, c))
+    ax = _axes(ax, (1.1 * ncols, 1.1 * -(-c // ncols) + 0.3))
+    gap = max(1, h // 16)
+    # gaps are NaN: drawn in the axes' background colour, not as a value of the colour map
+    ax.imshow(mosaic(maps, ncols=ncols, gap=gap, fill=np.nan), cmap=cmap, vmin=0, vmax=1,
+              interpolation="nearest")
+    for i in range(c):
+        r, q = divmod(i, ncols)
+        x0, y0 = q * (wd + gap) - 0.5, r * (h + gap) - 0.5
+        ax.text(x0 + 0.06 * wd, y0 + 0.06 * h, str(first_channel + i), color="white", fontsize=7, va="top",
+                bbox={"facecolor": "black", "alpha": 0.55, "pad": 0.8, "linewidth": 0})
+        if highlight == first_channel + i:
+            frame_tile(ax, r, q, h, wd, gap=gap, colour="#00e5ff")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax.figure
+
+
+def draw_rgb_filters(weight, per_filter: bool = False, ax=None, ncols: int | None = None,
+                     title: str | None = None, highlight: int | None = None, scale: float | None = None):
+    """First-layer filters (out, 3, kh, kw) as a mosaic of RGB tiles, grey = 0
+    (:func:`course_utils.filters.rgb_tiles`, which explains ``per_filter`` and ``scale``);
+    ``highlight`` frames one filter."""
+    tiles = filters.rgb_tiles(weight, per_filter, scale)
+    n, h, wd = tiles.shape[:3]
+    ncols = ncols or math.ceil(math.sqrt(n))
+    ax = _axes(ax, (3, 3))
+    ax.imshow(mosaic(tiles, ncols), interpolation="nearest")
+    if highlight is not None:
+        frame_tile(ax, *divmod(highlight, ncols), h, wd)
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax.figure
+
+
+def draw_kernels(weight, per_filter: bool = False, ax=None, vmax: float | None = None, title: str | None = None,
+                 first_out: int = 0, first_in: int = 0, highlight: tuple[int, int] | None = None,
+                 colorbar: bool = True):
+    """Kernel slices as a grid: rows = output channels, columns = input channels, on a
+    diverging map centred on 0 with one symmetric scale for the whole grid.
+
+    ``vmax`` is that scale (default: the largest |weight| shown; pass the layer's
+    maximum when ``weight`` is a slice of a layer). With ``per_filter=True`` each row
+    is divided by its own largest |weight| first (pass the whole filters to keep that
+    honest), so the scale runs from -1 to 1. ``first_out``/``first_in`` label a slice
+    taken from further into the layer; ``highlight=(out, in)`` frames one kernel.
+    """
+    wt = torch.as_tensor(weight).detach().float().cpu()
+    if per_filter:
+        wt, vmax = filters.scaled(wt, per_filter=True), 1.0
+    elif vmax is None:
+        vmax = float(filters.filter_scale(wt))
+    o, i, kh, kw = wt.shape
+    ax = _axes(ax, (max(2.0, 0.35 * i * kw / 3 + 1), max(2.0, 0.35 * o * kh / 3)))
+    ax.set_facecolor(GAP_COLOUR)
+    kernels = mosaic(wt.reshape(o * i, kh, kw), ncols=i, fill=np.nan)  # rows: out, columns: in
+    im = ax.imshow(kernels, cmap=DIVERGING, vmin=-vmax, vmax=vmax, interpolation="nearest")
+    step = max(1, math.ceil(max(o, i) / 12))
+    ax.set_yticks([r * (kh + 1) + (kh - 1) / 2 for r in range(0, o, step)], range(first_out, first_out + o, step),
+                  fontsize=7)
+    ax.set_xticks([c * (kw + 1) + (kw - 1) / 2 for c in range(0, i, step)], range(first_in, first_in + i, step),
+                  fontsize=7)
+    ax.set_ylabel("output channel", fontsize=8), ax.set_xlabel("input channel", fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if highlight is not None:
+        frame_tile(ax, highlight[0] - first_out, highlight[1] - first_in, kh, kw)
+    if colorbar:
+        bar = ax.figure.colorbar(im, ax=ax, shrink=0.8)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("weight ÷ its filter's max |w|" if per_filter else "weight", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     return ax.figure

@@ -19,7 +19,8 @@ torch_state = torch.random.get_rng_state().clone()
 np_state = np.random.get_state()[1].copy()
 
 import course_utils
-from course_utils import checks, coursenet, download, hooks, images, models, plotting, scenes, tensorboard, train, widgets
+from course_utils import (checks, coursenet, download, features, filters, hooks, images, models, plotting,
+                          scenes, tensorboard, train, widgets)
 
 assert dict(matplotlib.rcParams) == rc, "rcParams changed"
 assert matplotlib.get_backend() == backend, "backend changed"

@@ -29,6 +29,29 @@ def test_float_images_outside_0_1_are_refused_with_a_hint():
         plotting.show_image(np.full((4, 4, 3), np.nan))
 
 
+def test_mosaic_places_each_tile_with_gaps():
+    tiles = np.arange(3.0)[:, None, None] * np.ones((3, 2, 2))  # tile k is all k
+    expected = np.array([[0, 0, -1, 1, 1],
+                         [0, 0, -1, 1, 1],
+                         [-1, -1, -1, -1, -1],
+                         [2, 2, -1, -1, -1],
+                         [2, 2, -1, -1, -1]], np.float32)
+    np.testing.assert_array_equal(plotting.mosaic(tiles, ncols=2, gap=1, fill=-1.0), expected)
+    assert plotting.mosaic(np.zeros((16, 3, 3, 3))).shape == (15, 15, 3)  # 4×4 by default, RGB kept
+    assert plotting.mosaic(torch.zeros(2, 4, 4), ncols=5).shape == (4, 9)  # never more columns than tiles
+    with pytest.raises(ValueError, match=r"\(n, h, w\)"):
+        plotting.mosaic(np.zeros((2, 2)))
+
+
+def test_draw_kernels_puts_out_channels_in_rows_and_in_channels_in_columns():
+    w = torch.arange(2 * 3 * 1 * 2, dtype=torch.float32).view(2, 3, 1, 2)
+    m = np.ma.filled(plotting.draw_kernels(w, colorbar=False).axes[0].images[0].get_array(), np.nan)
+    assert m.shape == (3, 8)
+    np.testing.assert_array_equal(m[0, 3:5], w[0, 1, 0].numpy())  # out 0, in 1
+    np.testing.assert_array_equal(m[2, 6:8], w[1, 2, 0].numpy())  # out 1, in 2
+    assert np.isnan(m[1]).all() and np.isnan(m[:, 2]).all()  # the gaps
+
+
 def test_overlay_heatmap_needs_a_2d_map():
     with pytest.raises(ValueError, match="2-D"):
         plotting.overlay_heatmap(np.zeros((8, 8, 3), np.uint8), np.zeros((1, 4, 4)))

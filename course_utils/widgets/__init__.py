@@ -10,10 +10,12 @@ One file per explorer; ``base`` holds what they share.
 """
 
 from .base import Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
+from .feature_maps import FeatureMapExplorer
+from .filters import FilterExplorer
 from .graphs import GraphExplorer
 from .prediction import PredictionExplorer
 
 __all__ = [
-    "Explorer", "GraphExplorer", "PredictionExplorer", "cached_model", "choose_image", "image_choices", "image_controls",
+    "Explorer", "FeatureMapExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "cached_model", "choose_image", "image_choices", "image_controls",
     "my_images_dir",
 ]

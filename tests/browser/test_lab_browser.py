@@ -29,7 +29,7 @@ import pytest
 from .lab_server import LabServer, start_lab
 
 # Lessons to check; add later lessons here.
-NOTEBOOKS = ["00_start_here.ipynb", "08_tensorboard.ipynb"]
+NOTEBOOKS = ["00_start_here.ipynb", "01_feature_maps.ipynb", "02_filter_weights.ipynb", "08_tensorboard.ipynb"]
 
 REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -178,7 +178,9 @@ def _wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.25
 
 
 def _open_notebook(page, lab: LabServer, name: str) -> None:
-    page.goto(lab.url(f"lab/tree/{name}"), wait_until="domcontentloaded")
+    # "?reset" starts from an empty workspace: only this notebook is open, not the
+    # tabs of earlier lessons (whose kernels are already shut down).
+    page.goto(lab.url(f"lab/tree/{name}?reset"), wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=KERNEL_READY_TIMEOUT_S * 1000)
     page.wait_for_function(_JS_KERNEL_READY, timeout=KERNEL_READY_TIMEOUT_S * 1000, polling=250)
 
