@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hooks import capture, get_layer
+from .hooks import capture, get_layer, model_guard
 
 __all__ = [
     "NORMALIZATIONS",
@@ -64,11 +64,13 @@ _SPATIAL = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)
 def feature_maps(model: nn.Module, x: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
     """One forward pass of ``x``; the outputs of the named layers, detached, by name.
 
-    Runs under ``torch.no_grad()`` and leaves the model as it was (no hook stays,
-    modes untouched: a model in eval mode, as every loaded model is, stays so).
+    Runs in eval mode under ``torch.no_grad()`` and hands the model back as it was
+    (no hook stays; a model in training mode stays so, its batch-norm statistics
+    untouched).
     """
     names = [layers] if isinstance(layers, str) else list(layers)
-    with torch.no_grad(), capture(model, names) as acts:
+    with model_guard(model), torch.no_grad(), capture(model, names) as acts:
+        model.eval()
         model(x)
     missing = [n for n in names if n not in acts]
     if missing:

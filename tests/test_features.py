@@ -312,3 +312,12 @@ def test_show_feature_maps_returns_a_figure():
     assert isinstance(fig, Figure)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == [str(c) for c in range(10, 16)] and len(fig.axes[0].patches) == 1
+
+
+def test_a_model_in_training_mode_comes_back_unchanged():
+    from course_utils.coursenet import CourseNet
+
+    model = CourseNet().train()
+    before = model_state(model)
+    features.feature_maps(model, torch.randn(2, 3, 64, 64), ["features.bn1", "features.relu5"])
+    assert_same_state(before, model_state(model))  # batch-norm running statistics included
