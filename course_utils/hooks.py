@@ -162,7 +162,8 @@ def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = Tru
     >>> acts["features.conv4"].shape
 
     With ``detach=False`` the outputs stay in the autograd graph, so gradients can
-    be taken to them with ``torch.autograd.grad``. Either way the kept tensor is
+    be taken to them with ``torch.autograd.grad`` — also on a frozen model (an output
+    that would not require grad becomes a leaf that does). Either way the kept tensor is
     safe from in-place operations later in the network. If a layer runs several times
     in one forward pass, the last output is kept. The hooks are removed on exit.
     """
@@ -179,6 +180,8 @@ def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = Tru
             if detach:
                 acts[name] = output.detach().clone()
                 return None
+            if not output.requires_grad and torch.is_grad_enabled():
+                output = output.detach().requires_grad_(True)  # frozen model, input without grad
             acts[name] = output
             return output.clone()
 
@@ -248,23 +251,8 @@ def activations_and_gradients(
     names = [layers] if isinstance(layers, str) else list(layers)
     with model_guard(model), torch.enable_grad():
         model.eval()  # explanations are of the model at inference; the guard restores the flags
-        modules = {name: get_layer(model, name) for name in names}
-        acts: dict[str, torch.Tensor] = {}
-
-        def keeper(name):
-            def hook(module, inputs, output):
-                if not output.requires_grad:  # frozen model, input without grad
-                    output = output.detach().requires_grad_(True)
-                acts[name] = output
-                # The rest of the network gets a copy, so in-place ops downstream
-                # (ReLU(inplace=True)) leave the kept tensor intact.
-                return output.clone()
-
-            return hook
-
-        for name, module in modules.items():
-            module.register_forward_hook(keeper(name))  # removed by the guard
-        logits = model(x)
+        with capture(model, names, detach=False) as acts:
+            logits = model(x)
         missing = [n for n in names if n not in acts]
         if missing:
             raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")

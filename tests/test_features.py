@@ -242,6 +242,15 @@ def test_explorer_redraws_on_every_control(explorer):
         assert explorer.message.value == ""
 
 
+def test_opening_the_explorer_runs_the_model_once():
+    from course_utils.widgets.base import cached_model
+    from course_utils.widgets.feature_maps import FeatureMapExplorer
+
+    with ForwardCounter(cached_model("course").model) as counter:
+        ex = FeatureMapExplorer()
+    assert counter.calls == 1 and ex.renders == 1  # the first picture reuses that pass
+
+
 def test_only_a_new_image_runs_the_model(explorer):
     with ForwardCounter(explorer.loaded.model) as counter:
         explorer.controls["normalization"].value = "shared scale"

@@ -67,3 +67,13 @@ def test_imagenet_sections_run_when_weights_are_present(path, imagenet_cache):
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # Lessons say "... weights are not on this machine ..." when they skip an ImageNet part.
     assert "weights are not on this machine" not in printed
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_picture_is_followed_by_a_sentence_saying_what_to_see(path):
+    cells = nbformat.read(path, as_version=4).cells
+    for i, c in enumerate(cells):
+        if c.cell_type == "code" and any("image/png" in o.get("data", {}) for o in c.outputs):
+            after = cells[i + 1] if i + 1 < len(cells) else None
+            assert after is not None and after.cell_type == "markdown" and after.source.strip(), (
+                f"{path.name}: the picture drawn by\n{c.source[:80]}\nhas no text after it")

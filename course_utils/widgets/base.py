@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -107,10 +108,20 @@ class Explorer:
             return
         self._upload = (files[0]["name"], bytes(files[0]["content"]))
         label = f"upload: {files[0]['name']}"
-        self._paused = True  # one redraw for the new image, not one per option change
-        try:
+        with self.quietly():
             self.controls["image"].options = [*image_choices(), label]
             self.controls["image"].value = label
+
+    @contextlib.contextmanager
+    def quietly(self):
+        """Change several controls inside the block with one redraw at the end,
+        not one per change. Nested blocks redraw once, when the outermost ends."""
+        if self._paused:
+            yield
+            return
+        self._paused = True
+        try:
+            yield
         finally:
             self._paused = False
         self.refresh()

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import ipywidgets as w
-import numpy as np
 from matplotlib.figure import Figure
 
 from .. import plotting
@@ -39,9 +38,13 @@ class FeatureMapExplorer(Explorer):
         self.per_page = per_page
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()  # image key -> (input for display, {layer: maps})
+        # The first image's forward pass, done now, tells every layer's width and
+        # is cached for the first picture.
+        self._upload = None
+        self.controls = image_controls()
         n = self._n_channels(layer)
         controls = {
-            **image_controls(),
+            **self.controls,
             "layer": w.Dropdown(options=self.layers, value=layer, description="Layer"),
             "page": w.Dropdown(options=channel_pages(n, per_page), value=0, description="Channels"),
             "normalization": w.Dropdown(options=list(NORMALIZATIONS), description="Display"),
@@ -53,27 +56,18 @@ class FeatureMapExplorer(Explorer):
         controls["layer"].observe(self._on_layer, names="value")
 
     def _n_channels(self, layer: str) -> int:
-        if not hasattr(self, "_channels"):  # once: a blank input tells every layer's width
-            blank = self.loaded.batch([np.zeros((64, 64, 3), np.uint8)])
-            self._channels = {k: v.shape[1] for k, v in feature_maps(self.loaded.model, blank, self.layers).items()}
-        return self._channels[layer]
+        return self._maps()[1][layer].shape[0]
 
     def _on_layer(self, change) -> None:
         """A new layer may have another number of channels: fit the page and channel
-        controls to it first (without redrawing for each), then redraw once."""
-        if self._paused:
-            return
+        controls to it, then redraw once."""
         n = self._n_channels(change["new"])
-        self._paused = True
-        try:
+        with self.quietly():
             page, ch = self.controls["page"], self.controls["channel"]
             keep = page.value if page.value < n else 0
             page.options = channel_pages(n, self.per_page)
             page.value = keep
             ch.max = n - 1  # ipywidgets clamps the value
-        finally:
-            self._paused = False
-        self.refresh()
 
     def _image_key(self):
         choice = self.controls["image"].value

@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .. import filters
-from ..plotting import DIVERGING, GAP_COLOUR, draw_kernels, draw_rgb_filters, frame_tile, mosaic
 from ..hooks import list_layers
 from ..models import available_models
+from ..plotting import DIVERGING, GAP_COLOUR, draw_kernels, draw_rgb_filters, frame_tile, mosaic
 from .base import Explorer, cached_model
 
 __all__ = ["FilterExplorer", "model_for"]
@@ -82,26 +82,16 @@ class FilterExplorer(Explorer):
             slider.max = n - 1
 
     def _on_model(self, change) -> None:
-        self._paused = True
-        try:
+        with self.quietly():
             layers = list_layers(model_for(change["new"]), "conv")
             keep = self.controls["layer"].value
             self.controls["layer"].options = layers
             self.controls["layer"].value = keep if keep in layers else layers[0]
             self._fit_sliders()
-        finally:
-            self._paused = False
-        self.refresh()
 
     def _on_layer(self, change) -> None:
-        if self._paused:  # the model's handler fits the sliders and redraws
-            return
-        self._paused = True
-        try:
+        with self.quietly():
             self._fit_sliders()
-        finally:
-            self._paused = False
-        self.refresh()
 
     # --- the picture -----------------------------------------------------------------
 

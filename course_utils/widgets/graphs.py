@@ -53,12 +53,8 @@ class GraphExplorer(Explorer):
         controls["page"].value = 0
 
     def _on_model(self, change) -> None:
-        self._paused = True  # one redraw for the new model, not one per control reset
-        try:
+        with self.quietly():
             self._configure(self.controls)
-        finally:
-            self._paused = False
-        self.refresh()
 
     def draw(self) -> Figure:
         name, chosen, page = (self.controls[k].value for k in ("model", "op", "page"))
