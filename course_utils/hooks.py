@@ -1,7 +1,7 @@
 """The safe core: find layers by name, capture what flows through them, and
 always hand the caller's model back exactly as it came in.
 
-Three pieces, each small enough to read in one go:
+Four pieces, each small enough to read in one go:
 
 * :func:`get_layer` / :func:`list_layers` — dotted names (``"features.conv4"``,
   ``"layer4.2.conv3"``) with helpful errors.
@@ -12,6 +12,9 @@ Three pieces, each small enough to read in one go:
   :func:`activations_and_gradients`, which takes gradients of a score with
   ``torch.autograd.grad`` straight down to those outputs (parameters' ``.grad``
   are never touched).
+* :func:`relu_rule` — a context manager that swaps the backward rule of every
+  ReLU for guided backprop's or the deconvnet's (lesson 04), with no hooks and no
+  module replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 __all__ = [
     "LayerNotFoundError",
@@ -32,6 +37,8 @@ __all__ = [
     "activations_and_gradients",
     "hook_counts",
     "resolve_targets",
+    "RELU_RULES",
+    "relu_rule",
 ]
 
 
@@ -269,3 +276,85 @@ def activations_and_gradients(
             {n: acts[n].detach() for n in names},
             {n: g.detach() for n, g in zip(names, grads)},
         )
+
+
+# --- ReLU backward rules ----------------------------------------------------------
+
+#: How a ReLU passes a gradient g back, given its forward input x (lesson 04):
+#: plain backprop gates by the forward input, the deconvnet by the sign of g,
+#: guided backprop by both (Springenberg et al. 2015, "Striving for Simplicity", fig. 1).
+RELU_RULES = {
+    "plain": "g * (x > 0)",
+    "deconvnet": "g * (g > 0)",
+    "guided": "g * (x > 0) * (g > 0)",
+}
+
+
+class _RuleReLU(torch.autograd.Function):
+    """ReLU forward; the chosen rule backward. In place when the caller asked for it."""
+
+    @staticmethod
+    def forward(ctx, x, rule: str, inplace: bool):
+        if inplace:
+            ctx.mark_dirty(x)
+            out = x.clamp_(min=0)
+        else:
+            out = x.clamp(min=0)
+        ctx.rule = rule
+        ctx.save_for_backward(out)  # out > 0 exactly where x > 0
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        if ctx.rule == "deconvnet":
+            return g.clamp(min=0), None, None
+        if ctx.rule == "guided":
+            g = g.clamp(min=0)
+        return g * (out > 0), None, None
+
+
+# Every way PyTorch spells a ReLU: nn.ReLU calls F.relu; F.relu_ is torch.relu_.
+_RELU_FUNCS = {F.relu: False, torch.relu: False, torch.Tensor.relu: False,
+               torch.relu_: True, torch.Tensor.relu_: True}
+
+
+class _ReLURuleMode(TorchFunctionMode):
+    def __init__(self, rule: str):
+        super().__init__()
+        self.rule = rule
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in _RELU_FUNCS:
+            return func(*args, **kwargs)
+        x = args[0] if args else kwargs["input"]
+        inplace = _RELU_FUNCS[func] or bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+        self.calls += 1
+        return _RuleReLU.apply(x, self.rule, inplace)
+
+
+@contextlib.contextmanager
+def relu_rule(rule: str) -> Iterator[_ReLURuleMode]:
+    """Inside the block, every ReLU passes gradients back by ``rule``:
+    ``"plain"`` (ordinary backprop), ``"guided"`` or ``"deconvnet"`` (see :data:`RELU_RULES`).
+
+    >>> with relu_rule("guided") as mode:
+    ...     logits = model(x)              # the forward pass is unchanged
+    >>> torch.autograd.grad(logits[0, c], x)  # may run after the block
+
+    The rule is attached to each ReLU as it runs in the forward pass, so the
+    gradient taken later follows it. It catches every ReLU spelling — ``nn.ReLU``
+    (in place or not, one module reused several times as in torchvision's
+    ResNet blocks), ``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place
+    twins — by intercepting PyTorch functions while the block runs (a
+    ``TorchFunctionMode``): no hook is added and no module replaced. Not caught:
+    ReLUs written another way (``x.clamp(min=0)``, ``torch.maximum``), other
+    activations (ReLU6, GELU, ...) and TorchScript models. ``mode.calls`` counts
+    the ReLUs that ran, so a caller can tell when there were none.
+    """
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
+    with _ReLURuleMode(rule) as mode:
+        yield mode

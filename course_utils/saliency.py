@@ -1,0 +1,231 @@
+"""Saliency maps (lesson 04): how much each input pixel moves a class score.
+
+* :func:`input_gradient` — the gradient of a class **logit** with respect to the
+  input pixels, with the ReLUs passing gradients back by one of three rules
+  (:data:`course_utils.hooks.RELU_RULES`):
+
+  - ``"plain"``: the vanilla gradient (Simonyan et al. 2014, "Deep Inside
+    Convolutional Networks", eq. 3–4);
+  - ``"guided"``: guided backprop (Springenberg et al. 2015, "Striving for
+    Simplicity: The All Convolutional Net", sec. 3.4);
+  - ``"deconvnet"``: the deconvnet (Zeiler & Fergus 2014, "Visualizing and
+    Understanding Convolutional Networks", sec. 2.1), in Springenberg et al.'s
+    reading as one more backward rule.
+
+* :func:`smoothgrad` — the average of the gradient over noisy copies of the
+  image (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise").
+* :func:`saliency_map` — from a gradient (N, 3, H, W) to what is shown: one
+  value per pixel (``abs``, ``positive``, ``signed``) or a colour picture
+  (``rgb``), scaled to [0, 1] (or [-1, 1]) without ever producing NaN.
+
+Every function runs the model in eval mode inside :func:`~course_utils.hooks.model_guard`
+and takes the gradient with ``torch.autograd.grad`` to the input only, so the
+model comes back unchanged and no parameter's ``.grad`` is written.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .hooks import RELU_RULES, model_guard, relu_rule, resolve_targets
+
+__all__ = [
+    "METHODS",
+    "DISPLAYS",
+    "input_gradient",
+    "vanilla_gradient",
+    "guided_backprop",
+    "deconvnet",
+    "smoothgrad",
+    "saliency",
+    "saliency_map",
+]
+
+#: The lesson's methods, by the name the explorer shows, and the ReLU rule each uses.
+METHODS = {
+    "vanilla gradient": "plain",
+    "guided backprop": "guided",
+    "deconvnet": "deconvnet",
+    "SmoothGrad": "plain",
+}
+
+#: How a gradient (3 colour channels per pixel) becomes a picture.
+DISPLAYS = {
+    "abs": "max over colour channels of |g|, in [0, 1] (Simonyan et al. 2014)",
+    "positive": "max over colour channels of max(g, 0), in [0, 1]: pixels that raise the score",
+    "signed": "sum over colour channels of g, in [-1, 1]: raises (> 0) or lowers (< 0) the score",
+    "rgb": "g itself as a colour image, 0.5 = no effect (how guided backprop is usually shown)",
+}
+
+
+def _check_input(x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"the input is a batch tensor (N, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"the input is a batch of images (N, C, H, W), got shape {tuple(x.shape)}; "
+                         "for one image use x.unsqueeze(0)")
+    if not x.is_floating_point():
+        raise ValueError(f"the input must be floating point (preprocessed), got {x.dtype}")
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "plain"):
+    """One forward and one backward pass: ``(logits, gradient)``, both detached.
+
+    ``gradient[i]`` is d score_i / d x[i], where score_i is image i's target logit
+    (``target``: a class index, a list with one per image, ``None`` for each
+    image's top class, or a function of the logits — see
+    :func:`~course_utils.hooks.resolve_targets`). The ReLUs pass gradients back by
+    ``rule`` (``"plain"``, ``"guided"`` or ``"deconvnet"``).
+    """
+    _check_input(x)
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
+    with model_guard(model), torch.enable_grad():
+        model.eval()  # explain the model as it predicts; the guard restores the flags
+        xg = x.detach().clone().requires_grad_(True)
+        with relu_rule(rule) as mode:
+            logits = model(xg)
+        if rule != "plain" and mode.calls == 0:
+            raise ValueError(f"the {rule} rule changes how ReLUs pass gradients back, but no ReLU ran "
+                             "in this model's forward pass (see relu_rule for what is recognised)")
+        score = resolve_targets(logits, target)
+        (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)
+    if grad is None:
+        raise RuntimeError("the score does not depend on the input")
+    return logits.detach(), grad.detach()
+
+
+def vanilla_gradient(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    """d logit / d input with ordinary backprop, shape like ``x``."""
+    return input_gradient(model, x, target, "plain")[1]
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    """The input gradient with every ReLU passing back only positive gradients where
+    its input was positive (Springenberg et al. 2015)."""
+    return input_gradient(model, x, target, "guided")[1]
+
+
+def deconvnet(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    """The input gradient with every ReLU passing back the positive part of the
+    gradient, whatever its forward input was (Zeiler & Fergus 2014)."""
+    return input_gradient(model, x, target, "deconvnet")[1]
+
+
+def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "plain", noise: float = 0.15,
+               samples: int = 25, batch_size: int = 25, seed: int = 0, progress: bool = True) -> torch.Tensor:
+    """The input gradient averaged over ``samples`` noisy copies of each image.
+
+    Image i's copies are ``x[i] + sigma_i * z`` with z standard normal, drawn from a
+    generator seeded with ``seed`` (on the CPU, image by image, copy by copy), and
+    ``sigma_i = noise * (x[i].max() - x[i].min())``: ``noise`` is a fraction of the
+    image's value range, as in Smilkov et al. 2017 (sec. 3, 10–20 % works well).
+    ``noise=0`` gives the plain gradient back. The target is fixed on the clean
+    image (with ``None``: its top class), so every copy is asked about the same
+    class. ``batch_size`` copies go through the model at once; ``progress`` shows
+    a progress bar over the batches.
+    """
+    _check_input(x)
+    if not noise >= 0:
+        raise ValueError(f"noise is a fraction of the image's value range, >= 0; got {noise}")
+    if not (isinstance(samples, int) and samples >= 1):
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    n = x.shape[0]
+    if target is None:  # each image's top class, on the clean image
+        with model_guard(model), torch.no_grad():
+            model.eval()
+            target = model(x).argmax(dim=1).tolist()
+    if callable(target):
+        per_copy = target  # a function of the output, applied to each batch of noisy copies
+    else:
+        idx = [target] * n if isinstance(target, int) else list(
+            target.tolist() if isinstance(target, torch.Tensor) else target)
+        if len(idx) != n:
+            raise ValueError(f"{len(idx)} targets given for a batch of {n} images")
+        per_copy = [t for t in idx for _ in range(samples)]
+
+    gen = torch.Generator().manual_seed(seed)
+    sigma = noise * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # (N,)
+    z = torch.randn((n, samples, *x.shape[1:]), generator=gen).to(x.device, x.dtype)
+    noisy = (x.unsqueeze(1) + sigma.view(n, 1, 1, 1, 1) * z).flatten(0, 1)  # (N*S, C, H, W), image-major
+    total = torch.zeros_like(noisy)
+    starts = range(0, noisy.shape[0], batch_size)
+    bar = _progress(len(starts), progress, f"SmoothGrad ({samples} samples)")
+    for s in starts:
+        sl = slice(s, s + batch_size)
+        t = per_copy if callable(per_copy) else per_copy[sl]
+        total[sl] = input_gradient(model, noisy[sl], t, rule)[1]
+        bar.update(1)
+    bar.close()
+    return total.view(n, samples, *x.shape[1:]).mean(dim=1)
+
+
+def _progress(total: int, show: bool, desc: str):
+    if show:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="batch")
+
+    class _Silent:
+        def update(self, k):
+            pass
+
+        def close(self):
+            pass
+
+    return _Silent()
+
+
+def saliency(model: nn.Module, x: torch.Tensor, method: str, target=None, **smoothgrad_options) -> torch.Tensor:
+    """The gradient picture of one of :data:`METHODS` by name (what the explorer calls)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; choose one of {list(METHODS)}")
+    if method == "SmoothGrad":
+        return smoothgrad(model, x, target, **smoothgrad_options)
+    if smoothgrad_options:
+        raise TypeError(f"{sorted(smoothgrad_options)} only apply to SmoothGrad")
+    return input_gradient(model, x, target, METHODS[method])[1]
+
+
+def saliency_map(grad: torch.Tensor, display: str = "abs", *, percentile: float = 99.0,
+                 shared: bool = False) -> torch.Tensor:
+    """What is shown of a gradient ``(N, C, H, W)`` (or one ``(C, H, W)``).
+
+    ``abs`` and ``positive`` give ``(N, H, W)`` in [0, 1]; ``signed`` gives
+    ``(N, H, W)`` in [-1, 1]; ``rgb`` gives ``(N, H, W, C)`` in [0, 1] with 0.5 for
+    zero. Values are divided by the ``percentile``-th percentile of the map's
+    magnitudes and clipped, so that a handful of extreme pixels does not leave
+    the rest black (``percentile=100`` divides by the maximum). ``shared=True``
+    takes that scale over the whole batch, so maps can be compared by brightness;
+    otherwise each map gets its own. A map that is zero everywhere stays zero —
+    never NaN.
+    """
+    if display not in DISPLAYS:
+        raise ValueError(f"unknown display {display!r}; choose one of {list(DISPLAYS)}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    single = grad.ndim == 3
+    g = grad.unsqueeze(0) if single else grad
+    if g.ndim != 4:
+        raise ValueError(f"a gradient has shape (N, C, H, W) or (C, H, W), got {tuple(grad.shape)}")
+    g = g.detach().float().cpu()
+    if display == "abs":
+        m = g.abs().amax(dim=1)
+    elif display == "positive":
+        m = g.clamp(min=0).amax(dim=1)
+    elif display == "signed":
+        m = g.sum(dim=1)
+    else:
+        m = g.permute(0, 2, 3, 1)
+    mag = m.abs().reshape(1 if shared else m.shape[0], -1)
+    scale = torch.quantile(mag, percentile / 100, dim=1) if percentile < 100 else mag.amax(dim=1)
+    scale = scale.view(-1, *[1] * (m.ndim - 1))
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    m = torch.where(scale > 0, m / safe, torch.zeros_like(m))
+    m = m.clamp(0, 1) if display in ("abs", "positive") else m.clamp(-1, 1)
+    if display == "rgb":
+        m = 0.5 + 0.5 * m
+    return m[0] if single else m
