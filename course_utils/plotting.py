@@ -29,6 +29,7 @@ __all__ = [
     "overlay_heatmap",
     "show_feature_maps",
     "show_image",
+    "show_saliency",
     "topk_bars",
 ]
 
@@ -116,6 +117,38 @@ def overlay_heatmap(image, heatmap, ax=None, alpha: float = 0.5, cmap: str = "je
     h, w = img.shape[:2]
     ax.imshow(heat, cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5), vmin=0, vmax=1,
               interpolation="bilinear")
+    return ax.figure
+
+
+def show_saliency(smap, display: str, ax=None, image=None, alpha: float = 0.0, title: str | None = None):
+    """A map from ``saliency.saliency_map``, drawn the way its ``display`` means it.
+
+    ``abs`` / ``positive`` ((H, W) in [0, 1]) in a heat colour map, ``signed``
+    ((H, W) in [-1, 1]) in :data:`DIVERGING` centred on zero, ``rgb`` ((H, W, 3),
+    0.5 = zero) as a colour image. With an ``image`` and ``alpha`` > 0 the map is
+    laid over the image (``alpha`` is the map's opacity; ``rgb`` is never overlaid).
+    """
+    ax = _axes(ax)
+    m = np.asarray(smap.detach().cpu() if isinstance(smap, torch.Tensor) else smap, dtype=np.float32)
+    if display == "rgb":
+        if m.ndim != 3 or m.shape[-1] != 3:
+            raise ValueError(f"an rgb saliency map has shape (H, W, 3), got {m.shape}")
+        return show_image(m.clip(0, 1), ax=ax, title=title)
+    if display not in ("abs", "positive", "signed"):
+        raise ValueError(f"unknown display {display!r}; choose abs, positive, signed or rgb")
+    if m.ndim != 2:
+        raise ValueError(f"a saliency map is 2-D (H, W), got shape {m.shape}")
+    cmap, lo = (DIVERGING, -1.0) if display == "signed" else ("inferno", 0.0)
+    if image is not None and alpha > 0:
+        show_image(image, ax=ax, title=title)
+        h, w = _as_display(image).shape[:2]
+        ax.imshow(m, cmap=cmap, vmin=lo, vmax=1, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                  interpolation="nearest")
+        return ax.figure
+    ax.imshow(m, cmap=cmap, vmin=lo, vmax=1, interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
     return ax.figure
 
 

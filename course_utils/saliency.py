@@ -84,8 +84,11 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
     with model_guard(model), torch.enable_grad():
         model.eval()  # explain the model as it predicts; the guard restores the flags
         xg = x.detach().clone().requires_grad_(True)
-        with relu_rule(rule) as mode:
+        if rule == "plain":  # ordinary autograd: no need to intercept anything
             logits = model(xg)
+        else:
+            with relu_rule(rule) as mode:
+                logits = model(xg)
         if rule != "plain" and mode.calls == 0:
             raise ValueError(f"the {rule} rule changes how ReLUs pass gradients back, but no ReLU ran "
                              "in this model's forward pass (see relu_rule for what is recognised)")

@@ -39,6 +39,20 @@ def assert_same_state(before, after):
     assert before[3] == after[3], f"hooks: {before[3]} before, {after[3]} after"
 
 
+class ForwardCounter:
+    """Counts forward passes of a model with a pre-hook (removed on exit)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __enter__(self):
+        self.handle = self.model.register_forward_pre_hook(lambda *args: setattr(self, "calls", self.calls + 1))
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
 @pytest.fixture(scope="session")
 def _random_imagenet_home(tmp_path_factory):
     """A torch home whose hub cache holds random weights for every ImageNet model,

@@ -9,7 +9,7 @@ from torch import nn
 
 from course_utils import features
 from course_utils.hooks import LayerNotFoundError
-from tests.conftest import all_hooks, assert_same_state, model_state
+from tests.conftest import ForwardCounter, all_hooks, assert_same_state, model_state
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -212,20 +212,6 @@ def explorer(empty_torch_home):
     from course_utils.widgets.feature_maps import FeatureMapExplorer
 
     return FeatureMapExplorer()
-
-
-class ForwardCounter:
-    """Counts forward passes of a model with a pre-hook (removed on exit)."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-
-    def __enter__(self):
-        self.handle = self.model.register_forward_pre_hook(lambda *args: setattr(self, "calls", self.calls + 1))
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 def test_explorer_redraws_on_every_control(explorer):

@@ -22,7 +22,7 @@ from course_utils.saliency import (
     smoothgrad,
     vanilla_gradient,
 )
-from tests.conftest import all_hooks, assert_same_state, model_state
+from tests.conftest import ForwardCounter, all_hooks, assert_same_state, model_state
 
 
 def close(a, b, rel=1e-4):
@@ -411,3 +411,73 @@ def test_saliency_map_bad_options():
         saliency_map(torch.zeros(1, 3, 2, 2), percentile=0)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         saliency_map(torch.zeros(2, 2))
+
+
+# --- the explorer ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def explorer(empty_torch_home):
+    from course_utils.widgets import SaliencyExplorer
+
+    return SaliencyExplorer()
+
+
+def test_explorer_lists_every_course_class_with_its_probability(explorer):
+    options = explorer.controls["target"].options
+    assert len(options) == 6 and sorted(c for _, c in options) == list(range(6))
+    probs = [float(label.rsplit("(", 1)[1].rstrip(")")) for label, _ in options]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=0.03)
+    assert explorer.controls["target"].value == options[0][1]  # the top class first
+    assert explorer.renders == 1 and explorer.message.value == ""
+
+
+def test_explorer_redraws_once_per_control_and_the_picture_changes(explorer):
+    seen = {bytes(explorer.view.value)}
+    for name, value in [("method", "guided backprop"), ("display", "signed"), ("alpha", 0.2),
+                        ("target", 3), ("method", "SmoothGrad"), ("display", "rgb"), ("method", "deconvnet"),
+                        ("image", "two objects 0")]:
+        renders = explorer.renders
+        explorer.controls[name].value = value
+        assert explorer.renders == renders + 1, f"{name} did not redraw exactly once"
+        assert bytes(explorer.view.value) not in seen, f"{name} left the picture unchanged"
+        seen.add(bytes(explorer.view.value))
+        assert explorer.message.value == ""
+
+
+def test_a_new_image_selects_its_top_class(explorer):
+    from course_utils.scenes import CLASSES
+
+    explorer.controls["image"].value = "scene 3"  # a star
+    label, top = explorer.controls["target"].options[0]
+    assert explorer.controls["target"].value == top and label.startswith(CLASSES[top])
+    assert CLASSES[top] == "star"
+
+
+def test_only_a_new_image_class_or_method_runs_the_model(explorer):
+    from course_utils.widgets import cached_model
+
+    model = cached_model("course").model
+    with ForwardCounter(model) as counter:
+        explorer.controls["display"].value = "positive"
+        explorer.controls["alpha"].value = 0.9
+        assert counter.calls == 0
+        explorer.controls["method"].value = "guided backprop"
+        assert counter.calls == 1  # one forward (and backward) pass for the new gradient
+        explorer.controls["method"].value = "vanilla gradient"  # seen before: cached
+        explorer.controls["display"].value = "abs"
+        assert counter.calls == 1
+        explorer.controls["image"].value = "scene 2"
+        assert counter.calls == 3  # the class list, then the gradient
+    assert all_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
+
+
+def test_explorer_offers_imagenet_models_when_present(imagenet_cache):
+    from course_utils.widgets import SaliencyExplorer
+
+    ex = SaliencyExplorer(k=4)
+    assert ex.controls["model"].options == ("course", "resnet18", "resnet50", "vgg16")
+    ex.controls["image"].value = "photo: coffee"
+    ex.controls["model"].value = "resnet18"
+    assert ex.message.value == "" and len(ex.controls["target"].options) == 4
+    assert ex.controls["target"].value == ex.controls["target"].options[0][1]

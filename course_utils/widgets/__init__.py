@@ -14,8 +14,10 @@ from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
 from .graphs import GraphExplorer
 from .prediction import PredictionExplorer
+from .saliency import SaliencyExplorer
 
 __all__ = [
-    "Explorer", "FeatureMapExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "cached_model", "choose_image", "image_choices", "image_controls",
+    "Explorer", "FeatureMapExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
+    "cached_model", "choose_image", "image_choices", "image_controls",
     "my_images_dir",
 ]
