@@ -5,11 +5,11 @@
   (:data:`course_utils.hooks.RELU_RULES`):
 
   - ``"plain"``: the vanilla gradient (Simonyan et al. 2014, "Deep Inside
-    Convolutional Networks", eq. 3–4);
+    Convolutional Networks", the image-specific class saliency);
   - ``"guided"``: guided backprop (Springenberg et al. 2015, "Striving for
-    Simplicity: The All Convolutional Net", sec. 3.4);
+    Simplicity: The All Convolutional Net", fig. 1);
   - ``"deconvnet"``: the deconvnet (Zeiler & Fergus 2014, "Visualizing and
-    Understanding Convolutional Networks", sec. 2.1), in Springenberg et al.'s
+    Understanding Convolutional Networks"), in Springenberg et al.'s
     reading as one more backward rule.
 
 * :func:`smoothgrad` — the average of the gradient over noisy copies of the
@@ -123,7 +123,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     Image i's copies are ``x[i] + sigma_i * z`` with z standard normal, drawn from a
     generator seeded with ``seed`` (on the CPU, image by image, copy by copy), and
     ``sigma_i = noise * (x[i].max() - x[i].min())``: ``noise`` is a fraction of the
-    image's value range, as in Smilkov et al. 2017 (sec. 3, 10–20 % works well).
+    image's value range, as in Smilkov et al. 2017 (who found 10–20 % works well).
     ``noise=0`` gives the plain gradient back. The target is fixed on the clean
     image (with ``None``: its top class), so every copy is asked about the same
     class. ``batch_size`` copies go through the model at once; ``progress`` shows

@@ -9,7 +9,7 @@ drawing in ``plotting``; an explorer only wires them together.
 One file per explorer; ``base`` holds what they share.
 """
 
-from .base import Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
+from .base import ClassExplorer, Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
 from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
 from .graphs import GraphExplorer
@@ -17,7 +17,7 @@ from .prediction import PredictionExplorer
 from .saliency import SaliencyExplorer
 
 __all__ = [
-    "Explorer", "FeatureMapExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
+    "ClassExplorer", "Explorer", "FeatureMapExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
     "cached_model", "choose_image", "image_choices", "image_controls",
     "my_images_dir",
 ]

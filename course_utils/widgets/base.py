@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import ipywidgets as w
+import torch
 from matplotlib.figure import Figure
 
 from .. import plotting
 from ..images import SAMPLE_PHOTOS, ImageLoadError, load_image, sample_photo
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, available_models, load_model
 from ..scenes import make_scene
 
-__all__ = ["Explorer", "cached_model", "choose_image", "image_choices", "image_controls", "my_images_dir"]
+__all__ = ["ClassExplorer", "Explorer", "cached_model", "offered_models", "choose_image", "image_choices", "image_controls", "my_images_dir"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
@@ -52,6 +54,11 @@ def image_controls(value: str = "scene 0") -> dict[str, w.Widget]:
         "image": w.Dropdown(options=image_choices(), value=value, description="Image"),
         "upload": w.FileUpload(accept="image/*", multiple=False, description="Your image"),
     }
+
+
+def offered_models(exclude=()) -> list[str]:
+    """The models whose weights are on this machine (the course model always is)."""
+    return [name for name, here in available_models().items() if here and name not in exclude]
 
 
 _LOADED: dict[str, LoadedModel] = {}
@@ -146,6 +153,86 @@ class Explorer:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+class ClassExplorer(Explorer):
+    """Base for explorers that explain one class of one image: an image picker, a
+    model picker and a class list (the top ``k`` classes with their probabilities),
+    plus the subclass's own controls.
+
+    Each image (per model) runs through :meth:`prepare` once; its result is cached
+    with the input, so that changing the class or a display control does not run
+    the model again. A new image or model lists its classes and selects its top
+    class, then redraws once.
+    """
+
+    def __init__(self, controls: dict[str, w.Widget], models: list[str] | None = None, k: int = 6,
+                 cache_size: int = 16, columns: int = 3):
+        models = offered_models() if models is None else models
+        self.k = k
+        self.cache_size = cache_size
+        self._upload = None
+        self._inputs: OrderedDict = OrderedDict()  # (model, image) -> (x, shown, class options, prepared)
+        self.controls = {**image_controls(), "model": w.Dropdown(options=models, value=models[0],
+                                                                description="Model")}
+        all_controls = {**self.controls, "target": w.Dropdown(options=self._input()[2], description="Class"),
+                        **controls}
+        redraw = [name for name in all_controls if name not in ("upload", "image", "model")]
+        super().__init__(all_controls, columns=columns, redraw_on=redraw)
+        for name in ("image", "model"):
+            all_controls[name].observe(self._on_input, names="value")
+
+    def prepare(self, loaded: LoadedModel, x: torch.Tensor):
+        """Run the model on ``x`` once: return ``(logits, anything to keep)``. The
+        default keeps nothing; subclasses keep, e.g., a forward pass to reuse."""
+        with torch.no_grad():
+            return loaded.model(x), None
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return cached_model(self.controls["model"].value)
+
+    def image_key(self):
+        choice = self.controls["image"].value
+        upload = hash(self._upload[1]) if choice.startswith("upload: ") and self._upload else None
+        return self.controls["model"].value, choice, upload
+
+    def _input(self):
+        """(x, the input as the model sees it, class options, prepared) for the current image."""
+        key = self.image_key()
+        if key not in self._inputs:
+            m = self.loaded
+            x = m.batch([self.image()])
+            logits, prepared = self.prepare(m, x)
+            probs = logits.detach().softmax(dim=1)[0]
+            top = probs.topk(min(self.k, probs.numel()))
+            options = [(f"{m.categories[c]} ({p:.2f})", c) for p, c in zip(top.values.tolist(), top.indices.tolist())]
+            self._inputs[key] = (x, m.to_display(x)[0], options, prepared)
+            while len(self._inputs) > self.cache_size:
+                self._inputs.popitem(last=False)
+        self._inputs.move_to_end(key)
+        return self._inputs[key]
+
+    def target(self) -> tuple[int, str]:
+        """The chosen class and its label (the top class while a new image is being set up)."""
+        options = self._input()[2]
+        labels = {c: label for label, c in options}
+        c = self.controls["target"].value
+        return (c, labels[c]) if c in labels else (options[0][1], options[0][0])
+
+    def _on_input(self, change) -> None:
+        with self.quietly():
+            try:
+                options = self._input()[2]
+            except (ImageLoadError, ValueError, RuntimeError):
+                return  # the redraw at the end shows the error as the message
+            self.controls["target"].options = options
+            self.controls["target"].value = options[0][1]
+            self.fit_controls()
+
+    def fit_controls(self) -> None:
+        """Called (inside one quiet block) after a new image or model: subclasses fit
+        controls that depend on the model, such as a layer list."""
 
 
 def _escape(text: str) -> str:
