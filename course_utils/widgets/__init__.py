@@ -10,6 +10,7 @@ One file per explorer; ``base`` holds what they share.
 """
 
 from .base import ClassExplorer, Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
+from .cam import CAMExplorer, GradCAMExplorer, GuidedGradCAMExplorer
 from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
 from .graphs import GraphExplorer
@@ -17,7 +18,7 @@ from .prediction import PredictionExplorer
 from .saliency import SaliencyExplorer
 
 __all__ = [
-    "ClassExplorer", "Explorer", "FeatureMapExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
+    "CAMExplorer", "ClassExplorer", "Explorer", "FeatureMapExplorer", "GradCAMExplorer", "GuidedGradCAMExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
     "cached_model", "choose_image", "image_choices", "image_controls",
     "my_images_dir",
 ]

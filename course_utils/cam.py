@@ -1,0 +1,267 @@
+"""Class activation maps (lessons 05–07): *where* in the image the evidence for a class is.
+
+* :func:`cam` — CAM (Zhou et al. 2016, "Learning Deep Features for Discriminative
+  Localization", sec. 2): for a network that ends in global average pooling and
+  one linear layer, M_c(x, y) = Σ_k w_k^c A_k(x, y).
+* :func:`grad_cam` — Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual
+  Explanations from Deep Networks via Gradient-based Localization", eq. 1–2):
+  α_k^c = mean over (x, y) of ∂y^c/∂A_k(x, y), then ReLU(Σ_k α_k^c A_k), at any
+  convolutional layer of any network; ``counterfactual=True`` negates the gradient
+  (the paper's "counterfactual explanations"), ``rule`` changes how the ReLUs after the layer pass gradients back.
+* :class:`GradCAM` — one forward pass kept, any number of classes explained from
+  it (what an explorer needs when only the class changes).
+* :func:`guided_grad_cam` — guided backprop × the upsampled Grad-CAM (the paper's "Guided Grad-CAM").
+* :func:`upsample` and :func:`normalize_maps` — to the image's size, and to [0, 1]
+  per map or on one scale shared by all maps; a flat map becomes zeros, never NaN.
+
+Gradients are taken with ``torch.autograd.grad`` to the layer only; the
+parameters are frozen inside the guard while the forward pass runs, so no graph
+is recorded below the layer and Grad-CAM costs about one forward pass. The
+model comes back exactly as it went in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .hooks import RELU_RULES, capture, get_layer, model_guard, relu_rule, resolve_targets
+from .saliency import guided_backprop
+
+__all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "normalize_maps", "upsample"]
+
+
+#: For each course model, the output of each block, early to late: where Grad-CAM
+#: can look (the last one is the usual choice, and the CAM layer where CAM applies).
+BLOCK_LAYERS = {
+    "course": ["features.relu1", "features.relu2", "features.relu3", "features.relu4", "features.relu5"],
+    "resnet18": ["layer1", "layer2", "layer3", "layer4"],
+    "resnet50": ["layer1", "layer2", "layer3", "layer4"],
+    "vgg16": ["features.3", "features.8", "features.15", "features.22", "features.29"],
+}
+
+
+@dataclass
+class CAMResult:
+    """What a CAM method returns. ``maps`` are the raw maps at the layer's resolution
+    (N, h, w), before any upsampling or normalization; ``classes`` the class each
+    map explains (N,), ``logits`` the model's output (N, C)."""
+
+    maps: torch.Tensor
+    classes: torch.Tensor
+    logits: torch.Tensor
+    layer: str
+
+    def upsampled(self, size) -> torch.Tensor:
+        """The maps, bilinearly resized to ``size`` (an int or (H, W))."""
+        return upsample(self.maps, size)
+
+
+def _check_input(x) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"the input is a float batch of images (N, C, H, W), got {shape}")
+
+
+def _check_spatial(name: str, act: torch.Tensor) -> None:
+    if act.ndim != 4:
+        raise ValueError(
+            f"layer {name!r} gives shape {tuple(act.shape)}, not (N, C, H, W) feature maps: a class "
+            "activation map needs a spatial (convolutional) layer, with a height and a width to point into"
+        )
+
+
+def _classes(logits: torch.Tensor, target) -> torch.Tensor:
+    """The class behind each image's score (-1 for a function of the logits)."""
+    if callable(target):
+        return torch.full((logits.shape[0],), -1, dtype=torch.long)
+    resolve_targets(logits, target)  # checks the range and the number of targets
+    if target is None:
+        return logits.argmax(dim=1).cpu()
+    if isinstance(target, torch.Tensor):
+        target = target.tolist()
+    return torch.tensor([target] * logits.shape[0] if isinstance(target, int) else list(target), dtype=torch.long)
+
+
+# --- CAM ----------------------------------------------------------------------------
+
+
+def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
+    """(logits, the layer's maps, the linear head), after checking that CAM applies."""
+    _check_input(x)
+    head = get_layer(model, fc)
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"CAM needs the final layer to be nn.Linear; {fc!r} is {type(head).__name__}")
+    with model_guard(model), torch.no_grad():
+        model.eval()
+        with capture(model, layer) as acts:
+            logits = model(x)
+        if layer not in acts:
+            raise RuntimeError(f"layer {layer!r} did not run during the forward pass")
+        a = acts[layer]
+        _check_spatial(layer, a)
+        if a.shape[1] != head.in_features:
+            raise ValueError(
+                f"CAM needs {layer!r} to feed {fc!r} through global average pooling, but it has "
+                f"{a.shape[1]} channels and {fc!r} takes {head.in_features} inputs; use Grad-CAM for this network")
+        if not torch.allclose(head(a.mean(dim=(2, 3))), logits, rtol=1e-3, atol=1e-4):
+            raise ValueError(
+                f"CAM needs the logits to be {fc!r}(spatial mean of {layer!r}); in this network something else "
+                "happens in between, so CAM does not apply: use Grad-CAM")
+    return logits, a, head
+
+
+def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5", fc: str = "fc") -> CAMResult:
+    """CAM: the class's weights in the final linear layer ``fc`` times the maps of
+    ``layer``, which must feed ``fc`` through global average pooling only.
+
+    That architecture is checked on the batch itself (the logits must equal ``fc``
+    applied to the spatial means of the maps); a network built otherwise (VGG's
+    fully connected layers, say) gets a clear error pointing to Grad-CAM. ``target``
+    is a class index, a list (one per image) or ``None`` (each image's top class).
+    """
+    if callable(target):
+        raise TypeError("CAM explains one class per image: give a class index, a list of them or None")
+    logits, a, head = _cam_parts(model, x, layer, fc)
+    classes = _classes(logits, target)
+    with torch.no_grad():
+        weights = head.weight[classes.to(a.device)]  # (N, K): w_k^c for each image's class
+        maps = torch.einsum("nk,nkhw->nhw", weights, a)
+    return CAMResult(maps.cpu(), classes, logits.cpu(), layer)
+
+
+def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str = "features.relu5",
+                    fc: str = "fc") -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass, every class's CAM: ``(logits (N, C), maps (N, C, h, w))``."""
+    logits, a, head = _cam_parts(model, x, layer, fc)
+    with torch.no_grad():
+        maps = torch.einsum("ck,nkhw->nchw", head.weight, a)
+    return logits.cpu(), maps.cpu()
+
+
+# --- Grad-CAM --------------------------------------------------------------------------
+
+
+class GradCAM:
+    """One forward pass, kept; Grad-CAM for any class and any of ``layers`` from it.
+
+    >>> g = GradCAM(model, x, ["layer3", "layer4"])  # the forward pass runs here
+    >>> g.map(281, "layer4").maps                   # a backward pass from the logits to layer4 only
+
+    The model is guarded during the forward pass and handed back at once (no hook
+    stays); what is kept is the autograd graph from the layers to the logits,
+    which is all that later classes need. Use it for one image batch, then drop it.
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, layers: str | Sequence[str], rule: str = "plain"):
+        _check_input(x)
+        if rule not in RELU_RULES:
+            raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
+        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        with model_guard(model), torch.enable_grad():
+            model.eval()
+            for p in model.parameters():  # record the graph from the layers up only
+                p.requires_grad_(False)
+            rules = relu_rule(rule) if rule != "plain" else contextlib.nullcontext()
+            with capture(model, self.layers, detach=False) as acts, rules:
+                logits = model(x.detach())
+        missing = [n for n in self.layers if n not in acts]
+        if missing:
+            raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
+        for name in self.layers:
+            _check_spatial(name, acts[name])
+        self.acts = acts
+        self._logits = logits
+        self.logits = logits.detach().cpu()
+
+    def gradients(self, target=None, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∂ score / ∂ the layer's maps, the classes): the score is each image's target logit."""
+        layer = self._layer(layer)
+        score = resolve_targets(self._logits, target)
+        grad = None
+        if score.requires_grad:  # False when no captured layer is upstream of the output
+            (grad,) = torch.autograd.grad(score.sum(), self.acts[layer], retain_graph=True, allow_unused=True)
+        if grad is None:
+            raise RuntimeError(f"the score does not depend on layer {layer!r}: it is not on the path "
+                               "from the input to the output")
+        return grad.detach(), _classes(self.logits, target)
+
+    def map(self, target=None, layer: str | None = None, *, counterfactual: bool = False,
+            relu: bool = True) -> CAMResult:
+        """Grad-CAM of ``target`` at ``layer`` (the first of ``layers`` by default).
+
+        ``counterfactual=True`` uses the negated gradient: the regions whose
+        presence lowers the score. ``relu=False`` keeps the negative part of
+        the weighted sum (the paper's ReLU drops it).
+        """
+        layer = self._layer(layer)
+        grad, classes = self.gradients(target, layer)
+        if counterfactual:
+            grad = -grad
+        a = self.acts[layer].detach()
+        alpha = grad.mean(dim=(2, 3))  # (N, K): eq. 1, the spatial mean of the gradient
+        maps = torch.einsum("nk,nkhw->nhw", alpha, a)  # eq. 2, before the ReLU
+        if relu:
+            maps = maps.clamp(min=0)
+        return CAMResult(maps.cpu(), classes, self.logits, layer)
+
+    def _layer(self, layer: str | None) -> str:
+        if layer is None:
+            return self.layers[0]
+        if layer not in self.acts:
+            raise ValueError(f"layer {layer!r} was not captured; this GradCAM holds {self.layers}")
+        return layer
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5", *,
+             counterfactual: bool = False, relu: bool = True, rule: str = "plain") -> CAMResult:
+    """Grad-CAM of ``target`` at ``layer``: one forward pass and a backward pass to the layer only.
+
+    ``target``: a class index, a list (one per image), ``None`` (each image's top
+    class) or a function of the logits. ``rule`` is how the ReLUs *after* the layer
+    pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``; lesson 07).
+    """
+    return GradCAM(model, x, layer, rule=rule).map(target, counterfactual=counterfactual, relu=relu)
+
+
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5") -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W)
+    times the Grad-CAM map upsampled to the input and scaled to [0, 1] per image."""
+    g = GradCAM(model, x, layer)
+    result = g.map(target)
+    targets = result.classes.tolist() if not callable(target) else target
+    guided = guided_backprop(model, x, targets)
+    heat = normalize_maps(result.upsampled(x.shape[-2:])).to(guided.device)
+    return guided * heat.unsqueeze(1)
+
+
+# --- to the image ----------------------------------------------------------------------
+
+
+def upsample(maps: torch.Tensor, size) -> torch.Tensor:
+    """Maps (N, h, w) or (h, w), bilinearly resized to ``size`` (int or (H, W))."""
+    single = maps.ndim == 2
+    m = maps[None] if single else maps
+    if m.ndim != 3:
+        raise ValueError(f"maps have shape (N, h, w) or (h, w), got {tuple(maps.shape)}")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    out = F.interpolate(m[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return out[0] if single else out
+
+
+def normalize_maps(maps: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    """Maps to [0, 1]: divided by their maximum after the minimum is subtracted,
+    each map on its own or (``shared=True``) all on one scale so that magnitudes
+    compare. A flat map (zero range) becomes all zeros, never NaN."""
+    single = maps.ndim == 2
+    m = (maps[None] if single else maps).float()
+    dims = tuple(range(m.ndim)) if shared else tuple(range(1, m.ndim))
+    lo = m.amin(dim=dims, keepdim=True)
+    span = m.amax(dim=dims, keepdim=True) - lo
+    out = torch.where(span > 0, (m - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(m))
+    return out[0] if single else out
