@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import RELU_RULES, capture, get_layer, model_guard, relu_rule, resolve_targets
+from .hooks import RELU_RULES, capture, class_list, get_layer, model_guard, relu_rule, resolve_targets
 from .saliency import guided_backprop
 
 __all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "normalize_maps", "upsample"]
@@ -80,12 +80,9 @@ def _classes(logits: torch.Tensor, target) -> torch.Tensor:
     """The class behind each image's score (-1 for a function of the logits)."""
     if callable(target):
         return torch.full((logits.shape[0],), -1, dtype=torch.long)
-    resolve_targets(logits, target)  # checks the range and the number of targets
     if target is None:
         return logits.argmax(dim=1).cpu()
-    if isinstance(target, torch.Tensor):
-        target = target.tolist()
-    return torch.tensor([target] * logits.shape[0] if isinstance(target, int) else list(target), dtype=torch.long)
+    return torch.tensor(class_list(target, *logits.shape), dtype=torch.long)
 
 
 # --- CAM ----------------------------------------------------------------------------

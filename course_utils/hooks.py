@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import numbers
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -37,6 +39,7 @@ __all__ = [
     "activations_and_gradients",
     "hook_counts",
     "resolve_targets",
+    "class_list",
     "RELU_RULES",
     "relu_rule",
 ]
@@ -203,6 +206,30 @@ def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = Tru
             h.remove()
 
 
+def class_list(target, n: int, n_classes: int) -> list[int]:
+    """A class-index target as one Python int per image, checked: an int (NumPy's too)
+    for every image, or a sequence / array / tensor with one per image."""
+    if isinstance(target, (torch.Tensor, np.ndarray)):
+        target = target.tolist()
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        idx_list = [int(target)] * n
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        idx_list = list(target)
+    else:
+        raise TypeError(
+            "a target is a class index (int), a list of them (one per image), None "
+            f"(the top class) or a function of the model's output; got {target!r}"
+        )
+    if len(idx_list) != n:
+        raise ValueError(f"{len(idx_list)} targets given for a batch of {n} images")
+    for t in idx_list:
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+            raise TypeError(f"a class index is an int, got {t!r}")
+        if not 0 <= t < n_classes:
+            raise ValueError(f"class index {t} is out of range: this model has classes 0..{n_classes - 1}")
+    return [int(t) for t in idx_list]
+
+
 def resolve_targets(output: torch.Tensor, target) -> torch.Tensor:
     """The score of each image: a 1-D tensor of length N, taken from the logits.
 
@@ -222,25 +249,7 @@ def resolve_targets(output: torch.Tensor, target) -> torch.Tensor:
     if target is None:
         idx = output.argmax(dim=1)
     else:
-        if isinstance(target, torch.Tensor):
-            target = target.tolist()
-        if isinstance(target, int) and not isinstance(target, bool):
-            idx_list = [target] * n
-        elif isinstance(target, Sequence) and not isinstance(target, str):
-            idx_list = list(target)
-        else:
-            raise TypeError(
-                "a target is a class index (int), a list of them (one per image), None "
-                f"(the top class) or a function of the model's output; got {target!r}"
-            )
-        if len(idx_list) != n:
-            raise ValueError(f"{len(idx_list)} targets given for a batch of {n} images")
-        for t in idx_list:
-            if isinstance(t, bool) or not isinstance(t, int):
-                raise TypeError(f"a class index is an int, got {t!r}")
-            if not 0 <= t < c:
-                raise ValueError(f"class index {t} is out of range: this model has classes 0..{c - 1}")
-        idx = torch.tensor(idx_list, device=output.device)
+        idx = torch.tensor(class_list(target, n, c), device=output.device)
     return output.gather(1, idx.view(-1, 1)).squeeze(1)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hooks import RELU_RULES, model_guard, relu_rule, resolve_targets
+from .hooks import RELU_RULES, class_list, model_guard, relu_rule, resolve_targets
 
 __all__ = [
     "METHODS",
@@ -137,18 +137,14 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     n = x.shape[0]
-    if target is None:  # each image's top class, on the clean image
-        with model_guard(model), torch.no_grad():
-            model.eval()
-            target = model(x).argmax(dim=1).tolist()
     if callable(target):
         per_copy = target  # a function of the output, applied to each batch of noisy copies
     else:
-        idx = [target] * n if isinstance(target, int) else list(
-            target.tolist() if isinstance(target, torch.Tensor) else target)
-        if len(idx) != n:
-            raise ValueError(f"{len(idx)} targets given for a batch of {n} images")
-        per_copy = [t for t in idx for _ in range(samples)]
+        with model_guard(model), torch.no_grad():  # the clean image fixes the class
+            model.eval()
+            logits = model(x)
+        classes = logits.argmax(dim=1).tolist() if target is None else class_list(target, *logits.shape)
+        per_copy = [t for t in classes for _ in range(samples)]
 
     gen = torch.Generator().manual_seed(seed)
     sigma = noise * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # (N,)

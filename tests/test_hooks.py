@@ -280,3 +280,15 @@ def test_repeated_calls_do_not_accumulate_hooks():
     for _ in range(50):
         activations_and_gradients(model, x, "features.relu5", target=0)
     assert all_hooks(model) == 0
+
+
+def test_numpy_class_indices_are_targets_too():
+    """Labels often come from NumPy arrays (make_scenes): np.int64 and arrays are accepted."""
+    import numpy as np
+
+    logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    assert resolve_targets(logits, np.int64(1)).tolist() == [1.0, 4.0]
+    assert resolve_targets(logits, np.array([2, 0])).tolist() == [2.0, 3.0]
+    assert resolve_targets(logits, [np.int64(0), 1]).tolist() == [0.0, 4.0]
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_targets(logits, np.array([3, 0]))
