@@ -8,6 +8,7 @@ One module per concern; import the one you need:
 - ``models``: load the course model and ImageNet models by name
 - ``hooks``: layer lookup, the model guard, activations and gradients, ReLU backward rules
 - ``saliency``: vanilla gradient, guided backprop, deconvnet, SmoothGrad (lesson 04)
+- ``optvis``: activation maximization: parameterizations, transforms, objectives (lesson 03)
 - ``cam``: CAM, Grad-CAM, Guided Grad-CAM, upsampling and normalization (lessons 05–07)
 - ``features``: feature maps, layer shapes, display normalizations (lesson 01)
 - ``filters``: filter weights as pictures and statistics, a random twin (lesson 02)

@@ -53,6 +53,19 @@ class ForwardCounter:
         self.handle.remove()
 
 
+def assert_each_change_redraws(explorer, changes) -> None:
+    """Set each ``(control, value)`` in turn: every change must redraw exactly once,
+    give a picture not seen before, and show no error message."""
+    seen = {bytes(explorer.view.value)}
+    for name, value in changes:
+        renders = explorer.renders
+        explorer.controls[name].value = value
+        assert explorer.renders == renders + 1, f"{name} did not redraw exactly once"
+        assert bytes(explorer.view.value) not in seen, f"{name} left the picture unchanged"
+        seen.add(bytes(explorer.view.value))
+        assert explorer.message.value == "", explorer.message.value
+
+
 @pytest.fixture(scope="session")
 def _random_imagenet_home(tmp_path_factory):
     """A torch home whose hub cache holds random weights for every ImageNet model,

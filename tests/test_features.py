@@ -9,7 +9,7 @@ from torch import nn
 
 from course_utils import features
 from course_utils.hooks import LayerNotFoundError
-from tests.conftest import ForwardCounter, all_hooks, assert_same_state, model_state
+from tests.conftest import all_hooks, assert_each_change_redraws, assert_same_state, ForwardCounter, model_state
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -217,15 +217,8 @@ def explorer(empty_torch_home):
 def test_explorer_redraws_on_every_control(explorer):
     first = bytes(explorer.view.value)
     assert first.startswith(PNG_MAGIC) and explorer.renders == 1 and explorer.message.value == ""
-    seen = {first}
-    for name, value in [("normalization", "shared scale"), ("channel", 5), ("layer", "features.relu3"),
-                        ("page", 16), ("normalization", "standardize x64 +128"), ("image", "scene 3")]:
-        renders = explorer.renders
-        explorer.controls[name].value = value
-        assert explorer.renders == renders + 1, f"{name} did not redraw exactly once"
-        assert bytes(explorer.view.value) not in seen, f"{name} left the picture unchanged"
-        seen.add(bytes(explorer.view.value))
-        assert explorer.message.value == ""
+    assert_each_change_redraws(explorer, [("normalization", "shared scale"), ("channel", 5), ("layer", "features.relu3"),
+                        ("page", 16), ("normalization", "standardize x64 +128"), ("image", "scene 3")])
 
 
 def test_opening_the_explorer_runs_the_model_once():

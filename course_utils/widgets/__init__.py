@@ -10,6 +10,7 @@ One file per explorer; ``base`` holds what they share.
 """
 
 from .base import ClassExplorer, Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
+from .optvis import ActivationMaxExplorer
 from .cam import CAMExplorer, GradCAMExplorer, GuidedGradCAMExplorer
 from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
@@ -18,7 +19,7 @@ from .prediction import PredictionExplorer
 from .saliency import SaliencyExplorer
 
 __all__ = [
-    "CAMExplorer", "ClassExplorer", "Explorer", "FeatureMapExplorer", "GradCAMExplorer", "GuidedGradCAMExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
+    "ActivationMaxExplorer", "CAMExplorer",  "ClassExplorer", "Explorer", "FeatureMapExplorer", "GradCAMExplorer", "GuidedGradCAMExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
     "cached_model", "choose_image", "image_choices", "image_controls",
     "my_images_dir",
 ]

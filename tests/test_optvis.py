@@ -1,0 +1,284 @@
+"""Activation maximization (lesson 03): objectives, parameterizations, transforms, the loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from course_utils import optvis as ov
+from tests.conftest import all_hooks, assert_each_change_redraws, assert_same_state, ForwardCounter, model_state
+
+MEAN, STD = (0.5,) * 3, (0.25,) * 3
+
+
+@pytest.fixture(scope="module")
+def course():
+    from course_utils.models import load_model
+
+    return load_model("course")
+
+
+def run(course, objective, **kw):
+    kw = {"steps": 20, "lr": 0.05, "progress": False, **kw}
+    return ov.visualize(course, objective, **kw)
+
+
+# --- the objective rises ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", [
+    ov.channel("features.relu3", 5),
+    ov.neuron("features.bn4", 7),
+    ov.class_logit(3),
+], ids=["channel", "neuron", "class"])
+@pytest.mark.parametrize("param", ["pixels", "fourier"])
+def test_the_objective_increases_over_a_short_run(course, objective, param):
+    p = ov.pixels(1, 64, seed=0) if param == "pixels" else ov.fourier(1, 64, seed=0)
+    r = run(course, objective, param=p, transforms=ov.standard_transforms(64))
+    first, last = r.history[0].item(), r.history[-3:].mean().item()
+    assert r.steps == 20 and r.history.shape == (20, 1)
+    assert last > first + 0.5 * abs(first) + 0.1, f"{first:.3f} -> {last:.3f}"
+    assert r.images.shape == (1, 3, 64, 64) and 0 <= r.images.min() and r.images.max() <= 1
+
+
+def test_many_channels_at_once_as_a_batch(course):
+    channels = [0, 10, 20, 30]
+    batch = run(course, ov.channel("features.relu5", channels), n=4)
+    assert batch.images.shape == (4, 3, 64, 64)
+    assert (batch.history[-1] > batch.history[0]).all()
+    # image i followed channel i: the same as optimizing it alone from the same start
+    alone = run(course, ov.channel("features.relu5", 20), param=ov.pixels(4, 64, seed=0))
+    assert torch.allclose(batch.images[2], alone.images[2], atol=1e-5)
+
+
+def test_same_seed_same_image_other_seed_other_image(course):
+    kw = {"param": None, "transforms": ov.standard_transforms(64), "seed": 3}
+    a = run(course, ov.channel("features.relu2", 4), **kw)
+    b = run(course, ov.channel("features.relu2", 4), **kw)
+    c = run(course, ov.channel("features.relu2", 4), **{**kw, "seed": 4})
+    assert torch.equal(a.images, b.images)
+    assert not torch.allclose(a.images, c.images, atol=1e-3)
+
+
+# --- the forward pass stops at the layer ------------------------------------------------------
+
+
+def test_the_forward_pass_stops_at_the_target_layer(course):
+    with ForwardCounter(course.model.fc) as fc_calls, ForwardCounter(course.model.features.conv4) as conv4_calls:
+        run(course, ov.channel("features.relu3", 1), steps=5)
+    assert fc_calls.calls == 0 and conv4_calls.calls == 0
+    with ForwardCounter(course.model.fc) as fc_calls:
+        run(course, ov.class_logit(1), steps=5)
+    assert fc_calls.calls == 5
+
+
+def test_resnet_layer3_channel_never_runs_layer4(resnet18_random):
+    with ForwardCounter(resnet18_random.layer4) as counter:
+        r = ov.visualize(resnet18_random, ov.channel("layer3", 11), size=64, steps=3, mean=MEAN, std=STD,
+                         progress=False)
+    assert counter.calls == 0 and r.steps == 3
+
+
+# --- the model comes back unchanged ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", [
+    ov.channel("layer2", 3),
+    ov.class_logit(5) + 0.5 * ov.neuron("layer1", 2),
+    ov.channel("layer2", 999),        # raises: channel out of range
+    ov.channel("layer9", 1),          # raises: no such layer
+], ids=["channel", "sum", "bad channel", "bad layer"])
+def test_model_unchanged_and_no_hooks(objective, resnet18_random):
+    model = resnet18_random
+    model.train()
+    model.layer1[0].relu.inplace = False
+    before = model_state(model)
+    try:
+        ov.visualize(model, objective, size=32, steps=2, mean=MEAN, std=STD, progress=False)
+    except (ValueError, KeyError):
+        pass
+    assert_same_state(before, model_state(model))
+    assert all_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
+
+
+def test_a_stop_request_ends_the_run(course):
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) > 4
+
+    shown = []
+    r = run(course, ov.channel("features.relu3", 1), steps=50, stop=stop,
+            callback=lambda step, img: shown.append(step), callback_every=2)
+    assert r.steps == 4 and r.history.shape == (4, 1) and shown == [2, 4]
+
+
+def test_clear_errors(course):
+    with pytest.raises(ValueError, match="out of range.*0..63"):
+        run(course, ov.channel("features.relu5", 64))
+    with pytest.raises(ValueError, match="need.*\\(N, C, H, W\\)"):
+        run(course, ov.channel("fc", 1))
+    with pytest.raises(ValueError, match="class index 6 is out of range"):
+        run(course, ov.class_logit(6))
+    with pytest.raises(ValueError, match="mean and std"):
+        ov.visualize(course.model, ov.class_logit(1), steps=1, progress=False)
+    with pytest.raises(ValueError, match="2 channels given for a batch of 1"):
+        run(course, ov.channel("features.relu5", [1, 2]))
+    with pytest.raises(TypeError, match="scaled by numbers"):
+        ov.class_logit(1) * ov.class_logit(2)
+
+
+# --- objectives combine; the parts behave --------------------------------------------------------
+
+
+def test_objectives_add_and_scale():
+    acts = {"l": torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)}
+    logits = torch.tensor([[1.0, 5.0], [2.0, 7.0]])
+    ch = ov.channel("l", 1)        # image 0: mean of 4..7 = 5.5; image 1: mean of 16..19 = 17.5
+    assert ch(acts).tolist() == [5.5, 17.5]
+    assert ov.neuron("l", 2, 0, 1)(acts).tolist() == [9.0, 21.0]
+    obj = 2 * ch - ov.class_logit(1) + 1
+    assert obj(acts, logits).tolist() == [2 * 5.5 - 5 + 1, 2 * 17.5 - 7 + 1]
+    assert obj.layers == ("l",) and obj.needs_logits
+    assert ov.channel("l", [0, 2])(acts).tolist() == [1.5, 21.5]
+
+
+def test_diversity_prefers_different_images():
+    same = {"l": torch.ones(2, 2, 3, 3)}
+    different = {"l": torch.stack([torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])])[:, :, None, None].expand(
+        2, 2, 3, 3)}
+    d = ov.diversity("l")
+    assert d(same).tolist() == pytest.approx([-1.0, -1.0])
+    assert d(different).tolist() == pytest.approx([0.0, 0.0])
+
+
+def test_transforms_are_seeded_and_keep_the_batch():
+    img = torch.rand(2, 3, 32, 32)
+    t = ov.standard_transforms(32)
+    a = t(img, torch.Generator().manual_seed(1))
+    b = t(img, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape[:2] == (2, 3)
+    assert torch.equal(ov.jitter(0)(img, torch.Generator()), img)
+    shifted = ov.jitter(3)(img, torch.Generator().manual_seed(0))
+    assert sorted(shifted.flatten().tolist()) == sorted(img.flatten().tolist())  # a roll moves, never changes
+    assert ov.pad(4)(img, None).shape == (2, 3, 40, 40)
+
+
+def test_blur_smooths_and_keeps_a_constant_image():
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert torch.allclose(ov.gaussian_blur(flat, 1.0), flat)
+    noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert ov.high_frequency_energy(ov.gaussian_blur(noise, 1.0)) < 0.5 * ov.high_frequency_energy(noise)
+
+
+def test_fourier_images_are_smoother_than_pixel_images():
+    """The 1/f scaling: random spectra make smooth images, random pixels do not."""
+    f = ov.fourier(4, 64, seed=0, sd=1.0)()  # spread ~1 before the sigmoid
+    p = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert f.shape == (4, 3, 64, 64) and 0 < f.min() and f.max() < 1
+    assert ov.high_frequency_energy(f).mean() < 0.2 * ov.high_frequency_energy(p).mean()
+
+
+def test_colour_matrix_is_the_photos_colour_covariance_root():
+    from course_utils.images import SAMPLE_PHOTOS, sample_photo
+
+    px = np.concatenate([sample_photo(n).reshape(-1, 3) / 255.0 for n in SAMPLE_PHOTOS])
+    u, s, _ = np.linalg.svd(np.cov(px.T))
+    m = u * np.sqrt(s)
+    m /= np.linalg.norm(m, axis=0).max()
+    ours = ov.COLOUR_SQRT.numpy()
+    for j in range(3):  # an SVD's columns are defined up to sign
+        assert np.allclose(ours[:, j], m[:, j], atol=1e-3) or np.allclose(ours[:, j], -m[:, j], atol=1e-3)
+    # M Mᵀ is the covariance up to one scale
+    cov = np.cov(px.T)
+    mm = ours @ ours.T
+    assert np.allclose(mm / mm[0, 0], cov / cov[0, 0], atol=0.01)
+
+
+def test_layer_names_must_exist(course):
+    with pytest.raises(KeyError, match="Did you mean 'features.relu3'"):
+        run(course, ov.channel("features.rellu3", 1))
+
+
+def test_in_place_relu_after_the_layer_does_not_change_what_is_kept():
+    """torchvision-style in-place ReLU right after the captured conv."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3), nn.Flatten(),
+                          nn.LazyLinear(3))
+    model(torch.zeros(1, 3, 16, 16))
+    r = ov.visualize(model.eval(), ov.channel("0", 2) - 0.0 * ov.class_logit(0), size=16, steps=3,
+                     mean=MEAN, std=STD, progress=False)
+    assert r.steps == 3
+    # the first step's score is the conv's *pre-ReLU* mean (negative values survive)
+    x0 = (ov.pixels(1, 16, seed=0)() - 0.5) / 0.25
+    with torch.no_grad():
+        assert r.history[0].item() == pytest.approx(model[0](x0)[0, 2].mean().item(), abs=1e-5)
+
+
+def test_imagenet_model_by_loaded_model(imagenet_cache):
+    from course_utils.models import load_model
+
+    resnet = load_model("resnet18")
+    r = ov.visualize(resnet, ov.channel("layer2", 7), size=48, steps=3, progress=False)
+    assert r.images.shape == (1, 3, 48, 48)
+    torchvision  # (imported for the resnet fixture's module)
+
+
+# --- the explorer -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def explorer(empty_torch_home):
+    from course_utils.widgets import ActivationMaxExplorer
+
+    return ActivationMaxExplorer(threaded=False)
+
+
+def test_explorer_redraws_once_per_control_and_the_picture_changes(explorer):
+    explorer.controls["steps"].value = 16  # keep the test short
+    assert_each_change_redraws(explorer, [("unit", 5), ("layer", "features.relu3"), ("param", "pixels"), ("transforms", False),
+                        ("l2", True), ("blur", True), ("lr", 0.1), ("layer", "class logits")])
+    assert explorer.controls["unit"].max == 5 and explorer.controls["unit"].description == "Class"
+
+
+def test_explorer_fits_the_unit_slider_to_the_layer(explorer):
+    explorer.controls["steps"].value = 8
+    explorer.controls["layer"].value = "features.relu2"
+    assert explorer.controls["unit"].max == 31
+    explorer.controls["unit"].value = 31
+    explorer.controls["layer"].value = "features.relu1"  # 16 channels: the slider is clamped
+    assert explorer.controls["unit"].max == 15 and explorer.controls["unit"].value == 15
+
+
+def test_explorer_results_are_cached(explorer):
+    from course_utils.widgets import cached_model
+
+    explorer.controls["steps"].value = 8
+    first = bytes(explorer.view.value)
+    explorer.controls["unit"].value = 3
+    with ForwardCounter(cached_model("course").model) as counter:
+        explorer.controls["unit"].value = 0  # back to the first setting: from the cache
+        assert counter.calls == 0 and bytes(explorer.view.value) == first
+    assert all_hooks(cached_model("course").model) == 0
+
+
+def test_stop_ends_a_threaded_run_and_keeps_its_image(empty_torch_home):
+    import threading
+
+    from course_utils.widgets import ActivationMaxExplorer
+
+    ex = ActivationMaxExplorer(threaded=True)
+    ex.wait(60)
+    renders = ex.renders
+    started = threading.Event()
+    ex.controls["progress"].observe(lambda change: started.set() if change["new"] >= 8 else None, names="value")
+    ex.controls["steps"].value = 512
+    assert started.wait(60), "the run never got going"
+    ex.stop()
+    ex.wait(60)
+    assert ex.renders == renders + 1
+    assert ex.message.value.startswith("stopped after ") and ex.controls["progress"].value < 512
