@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test weights model notebooks clean
+.PHONY: setup lab test weights model shortcut notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ weights: $(STAMP)
 # Retrain the course model into datasets/coursenet.pt (seeded, a few minutes on a CPU).
 model: $(STAMP)
 	$(BIN)/python -m course_utils.train
+
+# Retrain lesson 10's shortcut model (biased scenes; under a minute).
+shortcut: $(STAMP)
+	$(BIN)/python -m course_utils.train --shortcut
 
 # Re-run every notebook and store its outputs (as an offline machine produces them).
 notebooks: $(STAMP)

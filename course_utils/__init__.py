@@ -10,6 +10,7 @@ One module per concern; import the one you need:
 - ``saliency``: vanilla gradient, guided backprop, deconvnet, SmoothGrad (lesson 04)
 - ``optvis``: activation maximization: parameterizations, transforms, objectives (lesson 03)
 - ``cam``: CAM, Grad-CAM, Guided Grad-CAM, upsampling and normalization (lessons 05–07)
+- ``evaluation``: pointing game, energy inside the mask, deletion/insertion, sanity checks (lessons 09–10)
 - ``features``: feature maps, layer shapes, display normalizations (lesson 01)
 - ``filters``: filter weights as pictures and statistics, a random twin (lesson 02)
 - ``plotting``: pure drawing functions (take ``ax=``, return the figure)

@@ -40,6 +40,7 @@ __all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "gr
 #: can look (the last one is the usual choice, and the CAM layer where CAM applies).
 BLOCK_LAYERS = {
     "course": ["features.relu1", "features.relu2", "features.relu3", "features.relu4", "features.relu5"],
+    "shortcut": ["features.relu1", "features.relu2", "features.relu3", "features.relu4", "features.relu5"],
     "resnet18": ["layer1", "layer2", "layer3", "layer4"],
     "resnet50": ["layer1", "layer2", "layer3", "layer4"],
     "vgg16": ["features.3", "features.8", "features.15", "features.22", "features.29"],

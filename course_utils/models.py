@@ -61,8 +61,11 @@ def _imagenet_specs() -> dict[str, _ImageNetSpec]:
     }
 
 
-#: Every model name :func:`load_model` knows.
+#: Every model name :func:`load_model` knows and the explorers offer.
 MODEL_NAMES = ("course", "resnet18", "resnet50", "vgg16")
+#: Lesson 10's model: the course architecture trained on biased scenes, so that it
+#: learned the background instead of the shape. Loaded by name, never offered by default.
+SHORTCUT = "shortcut"
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -74,7 +77,7 @@ def course_checkpoint_path() -> Path:
 
 
 def _check_name(name: str) -> str:
-    if name in MODEL_NAMES:
+    if name in MODEL_NAMES or name == SHORTCUT:
         return name
     close = difflib.get_close_matches(str(name), MODEL_NAMES, n=2, cutoff=0.4)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -85,6 +88,8 @@ def weights_path(name: str) -> Path:
     """Where the weights of ``name`` are read from (whether or not the file exists)."""
     if _check_name(name) == "course":
         return course_checkpoint_path()
+    if name == SHORTCUT:
+        return COURSE_CHECKPOINT.with_name("shortcutnet.pt")
     url = _imagenet_specs()[name].weights.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
@@ -195,20 +200,24 @@ def _load_state(path: Path, name: str):
         ) from exc
 
 
-def _load_course(device) -> LoadedModel:
-    path = course_checkpoint_path()
+def _load_course(device, name: str = "course") -> LoadedModel:
+    path = weights_path(name)
+    if name == SHORTCUT and not path.is_file():
+        raise WeightsNotAvailableError(
+            f"the shortcut model's checkpoint is missing: {path}. It is part of the repository "
+            "(datasets/shortcutnet.pt); retrain it with `python -m course_utils.train --shortcut`.")
     if not path.is_file():
         raise WeightsNotAvailableError(
             f"the course model's checkpoint is missing: {path}. It is part of the repository "
             "(datasets/coursenet.pt); restore it with `git checkout datasets/coursenet.pt` "
             "or retrain it with `python -m course_utils.train`."
         )
-    ckpt = _load_state(path, "course")
+    ckpt = _load_state(path, name)
     model = coursenet.CourseNet(n_classes=len(ckpt["classes"]))
     model.load_state_dict(ckpt["state_dict"])
     info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return LoadedModel(
-        name="course",
+        name=name,
         model=model.to(device).eval(),
         categories=list(ckpt["classes"]),
         transform=_CourseTransform(),
@@ -237,8 +246,8 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
     :class:`WeightsNotAvailableError` with instructions.
     """
     name = _check_name(name)
-    if name == "course":
-        return _load_course(device)
+    if name in ("course", SHORTCUT):
+        return _load_course(device, name)
     spec = _imagenet_specs()[name]
     path = weights_path(name)
     if not path.is_file():

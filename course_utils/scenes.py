@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["CLASSES", "Scene", "SceneSet", "make_scene", "make_scenes"]
+__all__ = ["CLASSES", "SIGNATURES", "Scene", "SceneSet", "make_scene", "make_scenes"]
 
 #: The shape classes, in the order of the course model's outputs.
 CLASSES = ("circle", "square", "triangle", "star", "cross", "hexagon")
@@ -52,6 +52,7 @@ class SceneSet:
     images: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray  # (N, n_objects) int64
     masks: np.ndarray  # (N, n_objects, H, W) bool
+    backgrounds: np.ndarray | None = None  # (N,) signature class of each background (biased sets only)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -134,6 +135,32 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
+#: Each class's "signature" background for the biased scenes of lesson 10: two colours
+#: of a gradient (RGB in [0, 1]). A background drawn in a signature varies its texture
+#: and shades, but its colours stay recognisably those of one class.
+SIGNATURES = (
+    ((0.80, 0.30, 0.25), (0.65, 0.20, 0.15)),  # circle: brick red
+    ((0.30, 0.70, 0.30), (0.20, 0.55, 0.25)),  # square: grass green
+    ((0.25, 0.40, 0.85), (0.15, 0.30, 0.65)),  # triangle: sky blue
+    ((0.85, 0.80, 0.30), (0.70, 0.65, 0.20)),  # star: sand yellow
+    ((0.60, 0.35, 0.75), (0.45, 0.25, 0.60)),  # cross: violet
+    ((0.30, 0.75, 0.75), (0.20, 0.60, 0.60)),  # hexagon: teal
+)
+
+
+def _signature_background(rng: np.random.Generator, size: int, which: int, shade_rng: np.random.Generator):
+    """A background in class ``which``'s signature colours, with a random texture. It
+    takes as many numbers from ``rng`` as an ordinary background (its own shade comes
+    from ``shade_rng``), so the objects drawn next are placed the same on any background."""
+    img = _background(rng, size)
+    c0, c1 = (np.array(c, np.float32) for c in SIGNATURES[which])
+    jitter = shade_rng.uniform(-0.05, 0.05, size=3).astype(np.float32)
+    # keep the random texture (deviation from its mean), recolour it with the signature
+    texture = img - img.mean(axis=(0, 1), keepdims=True)
+    yy = np.mgrid[0:size, 0:size][0].astype(np.float32)[..., None] / size
+    return c0 + (c1 - c0) * yy + jitter + 0.5 * texture
+
+
 def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     """A colour that stands out from the background's mean colour."""
     mean = background.reshape(-1, 3).mean(axis=0)
@@ -171,6 +198,7 @@ def make_scene(
     size: int = 64,
     n_objects: int = 1,
     classes=None,
+    background: int | None = None,
 ) -> Scene:
     """Draw one scene.
 
@@ -180,6 +208,11 @@ def make_scene(
         size: side of the square image in pixels (a multiple of 8, at least 32).
         n_objects: 1 (training scenes) or 2 (two objects of different classes).
         classes: the class of each object, as names or indices; random if None.
+        background: None for a random background, or a class index to draw the
+            background in that class's signature colours (:data:`SIGNATURES`,
+            the biased scenes of lesson 10). The object keeps its place, size and
+            angle whatever the background (its colour can differ: a colour too
+            close to the new background is drawn again).
     """
     if size % 8 or size < 32:
         raise ValueError(f"size must be a multiple of 8 and at least 32, got {size}")
@@ -191,7 +224,13 @@ def make_scene(
 
     rng = np.random.default_rng([int(seed), int(index), n_objects, size])
     labels = chosen or tuple(int(c) for c in rng.choice(len(CLASSES), n_objects, replace=False))
-    img = _background(rng, size)
+    if background is None:
+        img = _background(rng, size)
+    else:
+        if not (isinstance(background, (int, np.integer)) and 0 <= background < len(CLASSES)):
+            raise ValueError(f"background is None or a class index 0..{len(CLASSES) - 1}, got {background!r}")
+        shade_rng = np.random.default_rng([int(seed), int(index), n_objects, size, 1])
+        img = _signature_background(rng, size, int(background), shade_rng)
 
     coverages: list[np.ndarray] = []
     occupied = np.zeros((size, size), bool)
@@ -236,20 +275,38 @@ def make_scenes(
     n_objects: int = 1,
     start: int = 0,
     balanced: bool = True,
+    bias: float | None = None,
 ) -> SceneSet:
     """Draw scenes ``start .. start + n - 1`` of a seed, stacked into arrays.
 
     With ``balanced=True`` (single-object scenes only) scene ``i`` is of class
     ``i % 6``, so every class appears equally often.
+
+    ``bias`` (single-object scenes) draws every background in a class signature
+    (:data:`SIGNATURES`): with probability ``bias`` the object's own class's, otherwise
+    one of the six at random (``.backgrounds`` tells which). ``bias=0`` gives the same kinds of backgrounds with no
+    link to the class; ``bias=0.95`` is a data set with a shortcut. ``None``: the
+    ordinary random backgrounds.
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    scenes = []
+    if bias is not None and (n_objects != 1 or not 0 <= bias <= 1):
+        raise ValueError(f"bias is a probability in [0, 1], for single-object scenes; got {bias!r}")
+    scenes, backgrounds = [], []
     for i in range(start, start + n):
         classes = (i % len(CLASSES),) if balanced and n_objects == 1 else None
-        scenes.append(make_scene(seed, i, size=size, n_objects=n_objects, classes=classes))
+        background = None
+        if bias is not None:
+            if classes is None:
+                classes = (int(np.random.default_rng([int(seed), i, 7]).integers(len(CLASSES))),)
+            pick = np.random.default_rng([int(seed), i, 11])
+            own = pick.uniform() < bias
+            background = classes[0] if own else int(pick.integers(len(CLASSES)))
+        scenes.append(make_scene(seed, i, size=size, n_objects=n_objects, classes=classes, background=background))
+        backgrounds.append(background)
     return SceneSet(
         np.stack([s.image for s in scenes]),
         np.array([s.labels for s in scenes], dtype=np.int64),
         np.stack([s.masks for s in scenes]),
+        np.array(backgrounds, dtype=np.int64) if bias is not None else None,
     )

@@ -1,6 +1,7 @@
 """Train the course model on synthetic scenes and write its checkpoint.
 
     python -m course_utils.train            # writes datasets/coursenet.pt
+    python -m course_utils.train --shortcut # writes datasets/shortcutnet.pt (lesson 10)
 
 Every epoch draws fresh scenes (the generator is cheap), so the model never
 sees the same image twice and never sees the held-out scenes, which come from
@@ -26,6 +27,9 @@ TRAIN_SEED = 0  # scenes for training: seed 0, a new range of indices per epoch
 HELDOUT_SEED = 1  # the fixed held-out set: seed 1, indices 0..599
 HELDOUT_SIZE = 600
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "datasets" / "coursenet.pt"
+SHORTCUT_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("shortcutnet.pt")
+#: Lesson 10's shortcut model: trained briefly on scenes whose background gives the class away.
+SHORTCUT = {"bias": 0.95, "epochs": 3, "per_epoch": 3000}
 
 
 def to_batch(images: np.ndarray) -> torch.Tensor:
@@ -41,13 +45,18 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     was_training = model.training
     model.eval()
     try:
-        preds = torch.cat([model(to_batch(images[i : i + 200])).argmax(1) for i in range(0, len(images), 200)])
+        device = next(model.parameters()).device
+        preds = torch.cat([model(to_batch(images[i : i + 200]).to(device)).argmax(1).cpu()
+                           for i in range(0, len(images), 200)])
     finally:
         model.train(was_training)
     return float((preds.numpy() == labels).mean())
 
 
-def train(epochs: int = 12, per_epoch: int = 6000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0):
+def train(epochs: int = 12, per_epoch: int = 6000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+          bias: float | None = None):
+    """Train a fresh CourseNet; ``bias`` trains on biased scenes (see ``make_scenes``).
+    Returns the model and its held-out accuracy (on held-out scenes of the same kind)."""
     torch.manual_seed(seed)
     model = CourseNet(n_classes=len(CLASSES))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -56,11 +65,11 @@ def train(epochs: int = 12, per_epoch: int = 6000, batch_size: int = 64, lr: flo
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
 
-    heldout = make_scenes(HELDOUT_SIZE, seed=HELDOUT_SEED)
+    heldout = make_scenes(HELDOUT_SIZE, seed=HELDOUT_SEED, bias=bias)
     held_labels = heldout.labels[:, 0]
     bar = tqdm(total=steps, desc="training", unit="batch")
     for epoch in range(epochs):
-        data = make_scenes(per_epoch, seed=TRAIN_SEED + seed, start=epoch * per_epoch)
+        data = make_scenes(per_epoch, seed=TRAIN_SEED + seed, start=epoch * per_epoch, bias=bias)
         x_all, y_all = to_batch(data.images), torch.from_numpy(data.labels[:, 0])
         order = torch.randperm(per_epoch, generator=gen)
         model.train()
@@ -84,15 +93,21 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--per-epoch", type=int, default=6000, help="fresh scenes per epoch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--shortcut", action="store_true",
+                   help=f"train lesson 10's shortcut model instead ({SHORTCUT}) into {SHORTCUT_CHECKPOINT.name}")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: the same weights on every machine, and no slowdown "
                         "when other programs share the cores)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    bias = None
+    if args.shortcut:
+        args.epochs, args.per_epoch, bias = SHORTCUT["epochs"], SHORTCUT["per_epoch"], SHORTCUT["bias"]
+    out = args.out or (SHORTCUT_CHECKPOINT if args.shortcut else DEFAULT_CHECKPOINT)
     start = time.perf_counter()
-    model, acc = train(args.epochs, args.per_epoch, seed=args.seed)
+    model, acc = train(args.epochs, args.per_epoch, seed=args.seed, bias=bias)
     minutes = (time.perf_counter() - start) / 60
     checkpoint = {
         "state_dict": {k: v.contiguous() for k, v in model.state_dict().items()},
@@ -101,13 +116,18 @@ def main(argv=None) -> None:
         "std": list(STD),
         "heldout_accuracy": acc,
         "heldout": {"seed": HELDOUT_SEED, "size": HELDOUT_SIZE},
-        "train": {"epochs": args.epochs, "per_epoch": args.per_epoch, "seed": args.seed,
+        "train": {"epochs": args.epochs, "per_epoch": args.per_epoch, "seed": args.seed, "bias": bias,
                   "threads": args.threads, "minutes": round(minutes, 1), "torch": str(torch.__version__)},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, args.out)
-    size_kb = args.out.stat().st_size / 1024
-    print(f"held-out accuracy {acc:.2%}; wrote {args.out} ({size_kb:.0f} KB) in {minutes:.1f} min")
+    if bias is not None:
+        unbiased = make_scenes(HELDOUT_SIZE, seed=HELDOUT_SEED, bias=0.0)
+        checkpoint["heldout_accuracy_unbiased"] = accuracy(model, unbiased.images, unbiased.labels[:, 0])
+        checkpoint["heldout"]["bias"] = bias
+        print(f"on unbiased held-out scenes: {checkpoint['heldout_accuracy_unbiased']:.2%}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    size_kb = out.stat().st_size / 1024
+    print(f"held-out accuracy {acc:.2%}; wrote {out} ({size_kb:.0f} KB) in {minutes:.1f} min")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ np_state = np.random.get_state()[1].copy()
 
 import course_utils
 from course_utils import (checks, coursenet, download, features, filters, hooks, images, models, plotting,
-                          saliency, cam, optvis,
+                          saliency, cam, optvis, evaluation,
                           scenes, tensorboard, train, widgets)
 
 assert dict(matplotlib.rcParams) == rc, "rcParams changed"

@@ -167,3 +167,18 @@ def test_download_command_lists_what_is_here(imagenet_cache, no_network, capsys)
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
     assert all(f"{n:10s} ready" in out for n in MODEL_NAMES)
+
+
+def test_the_shortcut_model_learned_the_background():
+    """Lesson 10's checkpoint: right on biased scenes, near chance when the background
+    says nothing, while the course model gets both right."""
+    from course_utils.models import load_model
+    from course_utils.scenes import make_scenes
+    from course_utils.train import accuracy
+
+    shortcut, course = load_model("shortcut"), load_model("course")
+    biased, unbiased = make_scenes(120, seed=1, bias=0.95), make_scenes(120, seed=1, bias=0.0)
+    assert accuracy(shortcut.model, biased.images, biased.labels[:, 0]) > 0.9
+    assert accuracy(shortcut.model, unbiased.images, unbiased.labels[:, 0]) < 0.35
+    assert accuracy(course.model, unbiased.images, unbiased.labels[:, 0]) > 0.9
+    assert shortcut.info["train"]["bias"] == 0.95

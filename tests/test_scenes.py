@@ -118,3 +118,50 @@ def test_scenes_that_fitted_first_time_did_not_change():
         scene = make_scene(2, index, n_objects=2)
         assert scene.labels == labels
         assert hashlib.sha256(scene.image.tobytes() + scene.masks.tobytes()).hexdigest()[:16] == digest
+
+
+def _background_colour(image):
+    """The mean colour of the image's border (objects never touch it)."""
+    border = np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3)])
+    return border.mean(0) / 255
+
+
+def _nearest_signature(image) -> int:
+    from course_utils.scenes import SIGNATURES
+
+    c = _background_colour(image)
+    return int(np.argmin([np.abs(c - (np.array(a) + np.array(b)) / 2).sum() for a, b in SIGNATURES]))
+
+
+def test_biased_scenes_put_each_class_on_its_own_background():
+    biased = make_scenes(60, seed=4, bias=1.0)
+    assert [_nearest_signature(im) for im in biased.images] == list(biased.labels[:, 0])
+    unbiased = make_scenes(120, seed=4, bias=0.0)
+    same = np.mean([_nearest_signature(im) == lab for im, lab in zip(unbiased.images, unbiased.labels[:, 0])])
+    assert 0.05 < same < 0.35  # about 1 in 6 by chance
+    partly = make_scenes(200, seed=4, bias=0.9)
+    share = np.mean([_nearest_signature(im) == lab for im, lab in zip(partly.images, partly.labels[:, 0])])
+    assert 0.85 < share < 0.99  # 0.9 + 0.1 / 6 expected
+
+
+def test_background_argument_is_checked_and_ordinary_scenes_unchanged():
+    with pytest.raises(ValueError, match="background is None or a class index"):
+        make_scene(0, 0, background=6)
+    with pytest.raises(ValueError, match="bias is a probability"):
+        make_scenes(4, bias=1.5)
+    assert make_scenes(3, seed=2, bias=None).images.tobytes() == make_scenes(3, seed=2).images.tobytes()
+    star_on_red = make_scene(0, 0, classes=["star"], background=0)
+    assert star_on_red.label == 3 and _nearest_signature(star_on_red.image) == 0
+
+
+def test_the_object_is_the_same_on_every_background():
+    """The object keeps its place, size and angle: the swap experiment of lesson 10 moves
+    one and the same star from background to background."""
+    plain = make_scene(31, 0, classes=["star"])
+    for k in range(6):
+        on_k = make_scene(31, 0, classes=["star"], background=k)
+        assert np.array_equal(on_k.masks, plain.masks)
+    sets = make_scenes(12, seed=4, bias=0.5)
+    assert sets.backgrounds.shape == (12,)
+    assert [_nearest_signature(im) for im in sets.images] == list(sets.backgrounds)
+    assert make_scenes(3, seed=4).backgrounds is None

@@ -12,14 +12,31 @@ One file per explorer; ``base`` holds what they share.
 from .base import ClassExplorer, Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
 from .optvis import ActivationMaxExplorer
 from .cam import CAMExplorer, GradCAMExplorer, GuidedGradCAMExplorer
+from .evaluation import EvaluationExplorer
 from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
 from .graphs import GraphExplorer
 from .prediction import PredictionExplorer
 from .saliency import SaliencyExplorer
+from .shortcut import ShortcutExplorer
 
 __all__ = [
-    "ActivationMaxExplorer", "CAMExplorer",  "ClassExplorer", "Explorer", "FeatureMapExplorer", "GradCAMExplorer", "GuidedGradCAMExplorer", "FilterExplorer", "GraphExplorer", "PredictionExplorer", "SaliencyExplorer",
-    "cached_model", "choose_image", "image_choices", "image_controls",
+    "ActivationMaxExplorer",
+    "CAMExplorer",
+    "ClassExplorer",
+    "EvaluationExplorer",
+    "Explorer",
+    "FeatureMapExplorer",
+    "FilterExplorer",
+    "GradCAMExplorer",
+    "GraphExplorer",
+    "GuidedGradCAMExplorer",
+    "PredictionExplorer",
+    "SaliencyExplorer",
+    "ShortcutExplorer",
+    "cached_model",
+    "choose_image",
+    "image_choices",
+    "image_controls",
     "my_images_dir",
 ]

@@ -31,7 +31,8 @@ from .lab_server import LabServer, start_lab
 # Lessons to check; add later lessons here.
 NOTEBOOKS = ["00_start_here.ipynb", "01_feature_maps.ipynb", "02_filter_weights.ipynb",
              "03_activation_maximization.ipynb", "04_saliency.ipynb",
-             "05_cam.ipynb", "06_grad_cam.ipynb", "07_guided_grad_cam.ipynb", "08_tensorboard.ipynb"]
+             "05_cam.ipynb", "06_grad_cam.ipynb", "07_guided_grad_cam.ipynb", "08_tensorboard.ipynb",
+             "09_evaluating_explanations.ipynb", "10_find_the_shortcut.ipynb"]
 
 REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 

@@ -1,0 +1,273 @@
+"""Measuring explanations (lessons 09 and 10), with the scenes' ground-truth masks.
+
+Pure functions on maps (N, h, w) — any resolution; they are resized to the
+masks' size (bilinear) when needed — and masks (N, H, W) bool:
+
+* :func:`pointing_game` — is the map's maximum on the object? (Zhang et al. 2016,
+  "Top-down Neural Attention by Excitation Backprop"; here without a tolerance).
+* :func:`energy_inside` — the share of the map's positive mass inside the mask.
+* :func:`deletion_curve` / :func:`insertion_curve` and :func:`auc` — remove (or
+  reveal) pixels in the order the map ranks them and follow the class
+  probability (Petsiuk et al. 2018, "RISE").
+* :func:`spearman`, :func:`ssim` — how alike two maps are, and
+  :func:`cascading_randomization` — the model-randomization test of Adebayo et al.
+  2018, "Sanity Checks for Saliency Maps": weights re-initialised layer by layer
+  from the top.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .hooks import class_list, get_layer, model_guard
+
+__all__ = [
+    "METHODS",
+    "auc",
+    "explain",
+    "cascading_randomization",
+    "deletion_curve",
+    "energy_inside",
+    "insertion_curve",
+    "pointing_game",
+    "spearman",
+    "ssim",
+    "to_mask_size",
+]
+
+
+def _maps(maps) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).detach().float().cpu()
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3:
+        raise ValueError(f"maps have shape (N, h, w) or (h, w), got {tuple(m.shape)}")
+    return m
+
+
+def _masks(masks) -> torch.Tensor:
+    k = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).bool().cpu()
+    if k.ndim == 2:
+        k = k[None]
+    if k.ndim != 3:
+        raise ValueError(f"masks have shape (N, H, W) or (H, W), got {tuple(k.shape)}")
+    return k
+
+
+def to_mask_size(maps, masks) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maps resized (bilinear) to the masks' height and width; both as tensors."""
+    m, k = _maps(maps), _masks(masks)
+    if m.shape[0] != k.shape[0]:
+        raise ValueError(f"{m.shape[0]} maps but {k.shape[0]} masks")
+    if m.shape[1:] != k.shape[1:]:
+        m = F.interpolate(m[:, None], size=tuple(k.shape[1:]), mode="bilinear", align_corners=False)[:, 0]
+    return m, k
+
+
+#: The methods of lessons 04–07 by name, as lesson 09 compares them.
+METHODS = ("vanilla gradient", "guided backprop", "deconvnet", "SmoothGrad", "CAM", "Grad-CAM (last block)",
+           "Grad-CAM (block before)", "Guided Grad-CAM")
+
+
+def explain(model: nn.Module, x: torch.Tensor, method: str, target=None, *,
+            layers: Sequence[str] = ("features.relu5", "features.relu4"), smoothgrad_samples: int = 16,
+            seed: int = 0) -> torch.Tensor:
+    """One importance map per image, (N, h, w), larger = more important, raw (not
+    normalized): for the gradient methods the largest |gradient| over the colour
+    channels at each pixel; for CAM and Grad-CAM the map at its layer's resolution
+    (``layers`` = the last block, the block before; defaults are the course model's).
+    ``target``: class index, list, or None (each image's top class)."""
+    from . import cam, saliency  # imported here: evaluation is also used without them
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    last, before = layers
+    if method in ("vanilla gradient", "guided backprop", "deconvnet", "SmoothGrad"):
+        opts = {"samples": smoothgrad_samples, "progress": False, "seed": seed} if method == "SmoothGrad" else {}
+        return saliency.saliency(model, x, method, target, **opts).abs().amax(dim=1).cpu()
+    if method == "CAM":
+        return cam.cam(model, x, target, layer=last).maps
+    if method == "Guided Grad-CAM":
+        return cam.guided_grad_cam(model, x, target, layer=last).abs().amax(dim=1).cpu()
+    return cam.grad_cam(model, x, target, layer=last if method == "Grad-CAM (last block)" else before).maps
+
+
+def pointing_game(maps, masks, tolerance: int = 0) -> torch.Tensor:
+    """For each map, True when its largest value lies on the object (inside its mask),
+    or within ``tolerance`` pixels of it (Zhang et al. use 15 pixels on 224² images,
+    about 4 on the course's 64²). A flat map points nowhere: False."""
+    m, k = to_mask_size(maps, masks)
+    if tolerance:
+        r = int(tolerance)
+        yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+        disk = ((yy**2 + xx**2) <= r * r).float()[None, None]
+        k = F.conv2d(k[:, None].float(), disk, padding=r)[:, 0] > 0
+    flat = m.flatten(1)
+    peak = flat.argmax(dim=1)
+    hit = k.flatten(1).gather(1, peak[:, None])[:, 0]
+    return hit & (flat.amax(1) > flat.amin(1))
+
+
+def energy_inside(maps, masks) -> torch.Tensor:
+    """For each map, the share of its positive values' sum that lies inside the mask
+    (a uniform map scores the mask's share of the image; an all-zero map scores 0)."""
+    m, k = to_mask_size(maps, masks)
+    pos = m.clamp(min=0).flatten(1)
+    total = pos.sum(1)
+    inside = (pos * k.flatten(1)).sum(1)
+    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
+                       torch.zeros_like(total))
+
+
+# --- faithfulness -----------------------------------------------------------------------------
+
+
+def _order(maps: torch.Tensor, size) -> torch.Tensor:
+    """Pixel indices from most to least important (ties broken by position)."""
+    m = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0] \
+        if maps.shape[1:] != tuple(size) else maps
+    return torch.argsort(m.flatten(1), dim=1, descending=True, stable=True)
+
+
+def _curve(model: nn.Module, x: torch.Tensor, maps, target, steps: int, baseline, insert: bool,
+           batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError("x is a batch of preprocessed images (N, C, H, W)")
+    m = _maps(maps)
+    if m.shape[0] != x.shape[0]:
+        raise ValueError(f"{m.shape[0]} maps for {x.shape[0]} images")
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    n, c, h, w = x.shape
+    base = torch.zeros_like(x) if baseline is None else (baseline(x) if callable(baseline) else
+                                                         torch.as_tensor(baseline, dtype=x.dtype).expand_as(x))
+    order = _order(m, (h, w)).to(x.device)
+    fractions = torch.linspace(0, 1, steps + 1)
+    counts = (fractions * h * w).round().long()
+    scores = torch.empty(n, steps + 1)
+    if callable(target):
+        raise TypeError("the curves follow one class's probability: give a class index, a list or None")
+    with model_guard(model), torch.no_grad():
+        model.eval()
+        logits = model(x)
+        classes = logits.argmax(1).tolist() if target is None else class_list(target, *logits.shape)
+        for i, cls in enumerate(classes):
+            frames = []
+            for k in counts.tolist():
+                keep = torch.zeros(h * w, dtype=torch.bool, device=x.device)
+                keep[order[i, :k]] = True  # the k most important pixels
+                keep = keep.view(1, h, w)
+                frames.append(torch.where(keep, x[i], base[i]) if insert else torch.where(keep, base[i], x[i]))
+            frames = torch.stack(frames)
+            probs = torch.cat([model(frames[j:j + batch_size]).softmax(1)[:, cls]
+                               for j in range(0, len(frames), batch_size)])
+            scores[i] = probs.cpu()
+    return fractions, scores
+
+
+def deletion_curve(model: nn.Module, x: torch.Tensor, maps, target=None, *, steps: int = 20, baseline=None,
+                   batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the pixels by ``baseline`` (default 0, the mean colour for normalized
+    inputs; a tensor, a number or a function of ``x``), most important first, in
+    ``steps`` equal steps: ``(fractions removed (steps+1,), class probability (N, steps+1))``.
+    A faithful map makes the probability fall fast (a small area under the curve).
+    ``target``: a class index, a list, or None (each image's top class)."""
+    return _curve(model, x, maps, target, steps, baseline, insert=False, batch_size=batch_size)
+
+
+def insertion_curve(model: nn.Module, x: torch.Tensor, maps, target=None, *, steps: int = 20, baseline=None,
+                    batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start from ``baseline`` and put the pixels back, most important first: a faithful
+    map makes the probability rise fast (a large area under the curve)."""
+    return _curve(model, x, maps, target, steps, baseline, insert=True, batch_size=batch_size)
+
+
+def auc(fractions: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Area under each curve (trapezoid rule), in [0, 1] for probabilities."""
+    return torch.trapezoid(scores, fractions, dim=-1)
+
+
+# --- how alike are two maps ---------------------------------------------------------------------
+
+
+def _rank(v: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..n of a 1-D tensor; tied values share their mean rank."""
+    sv, order = torch.sort(v, stable=True)
+    _, inverse, counts = torch.unique_consecutive(sv, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()  # the rank of each run of equal values' last member
+    ranks = torch.empty(len(v), dtype=torch.float64)
+    ranks[order] = (last - (counts.double() - 1) / 2)[inverse]
+    return ranks
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two maps (any shape, same size); 0 if either is flat."""
+    x, y = torch.as_tensor(np.asarray(a)).flatten().double(), torch.as_tensor(np.asarray(b)).flatten().double()
+    if x.shape != y.shape:
+        raise ValueError(f"maps of different sizes: {x.numel()} and {y.numel()} values")
+    rx, ry = _rank(x) - (len(x) + 1) / 2, _rank(y) - (len(y) + 1) / 2
+    den = (rx.norm() * ry.norm()).item()
+    return float((rx * ry).sum() / den) if den > 0 else 0.0
+
+
+def ssim(a, b, window: int = 7, sigma: float = 1.5) -> float:
+    """Structural similarity of two 2-D maps, each first scaled to [0, 1] (Wang et al.
+    2004, "Image Quality Assessment: From Error Visibility to Structural Similarity",
+    with a Gaussian window and their constants K1 = 0.01, K2 = 0.03)."""
+    x, y = (torch.as_tensor(np.asarray(v)).double() for v in (a, b))
+    if x.ndim != 2 or x.shape != y.shape:
+        raise ValueError(f"ssim compares two 2-D maps of one size, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+    def unit(v):
+        span = v.max() - v.min()
+        return (v - v.min()) / span if span > 0 else torch.zeros_like(v)
+
+    x, y = unit(x)[None, None], unit(y)[None, None]
+    r = window // 2
+    g = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float64) ** 2) / (2 * sigma**2))
+    k = (g[:, None] * g[None, :]) / g.sum() ** 2
+
+    def blur(v):
+        return F.conv2d(F.pad(v, (r, r, r, r), mode="replicate"), k[None, None])
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+# --- the model-randomization test ---------------------------------------------------------------
+
+
+def _reset(module: nn.Module) -> None:
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+
+
+def cascading_randomization(model: nn.Module, layers: Sequence[str], seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
+    """A copy of ``model`` with more and more layers re-initialised, from the top:
+    yields ``(layer, copy)`` after each of ``layers`` (give them top first) is reset
+    with its own default initialisation — the same copy each time, one more layer
+    reset, so use it before asking for the next. The model itself is never changed; the
+    global random state is left as it was; the same seed gives the same weights."""
+    names = list(layers)
+    for name in names:
+        get_layer(model, name)  # unknown names fail before anything is copied
+    twin = copy.deepcopy(model).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name in names:
+            with torch.no_grad():
+                _reset(get_layer(twin, name))
+            yield name, twin
+

@@ -1,0 +1,219 @@
+"""Explanation metrics (lessons 09–10), on hand-made maps and masks with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_utils import evaluation as ev
+from course_utils.coursenet import CourseNet
+from tests.conftest import assert_each_change_redraws, assert_same_state, model_state
+
+
+def square_mask(size=8, lo=2, hi=5):
+    m = torch.zeros(size, size, dtype=torch.bool)
+    m[lo:hi, lo:hi] = True  # 9 of 64 pixels
+    return m
+
+
+def test_pointing_game_by_hand():
+    mask = square_mask()
+    inside = torch.zeros(8, 8)
+    inside[3, 3] = 1.0
+    outside = torch.zeros(8, 8)
+    outside[7, 0] = 1.0
+    flat = torch.ones(8, 8)
+    hits = ev.pointing_game(torch.stack([inside, outside, flat]), torch.stack([mask] * 3))
+    assert hits.tolist() == [True, False, False]  # a flat map points nowhere
+
+
+def test_pointing_game_resizes_a_coarse_map():
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[40:56, 40:56] = True
+    coarse = torch.zeros(16, 16)
+    coarse[12, 12] = 1.0  # covers pixels 48..51
+    assert ev.pointing_game(coarse, mask).tolist() == [True]
+
+
+def test_energy_inside_by_hand():
+    mask = square_mask()
+    uniform = torch.ones(8, 8)
+    assert ev.energy_inside(uniform, mask).item() == pytest.approx(9 / 64)  # the mask's area share
+    peaked = torch.zeros(8, 8)
+    peaked[2:5, 2:5] = 2.0
+    peaked[0, 0] = 2.0
+    peaked[7, 7] = -5.0  # negative values do not count
+    assert ev.energy_inside(peaked, mask).item() == pytest.approx(18 / 20)
+    assert ev.energy_inside(torch.zeros(8, 8), mask).item() == 0.0  # never NaN
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="2 maps but 1 masks"):
+        ev.pointing_game(torch.zeros(2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(N, h, w\)"):
+        ev.energy_inside(torch.zeros(1, 1, 4, 4), torch.zeros(4, 4, dtype=torch.bool))
+
+
+class Constant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([1.0, 2.0, 0.0]))
+
+    def forward(self, x):
+        return self.bias.expand(x.shape[0], 3)
+
+
+class Counter(nn.Module):
+    """Class 1's logit is the number of positive pixels (scaled), class 0's is 0."""
+
+    def forward(self, x):
+        k = (x > 0).float().flatten(1).mean(1) * 10
+        return torch.stack([torch.zeros_like(k), k], dim=1)
+
+
+def test_deletion_on_a_constant_model_is_flat():
+    x = torch.randn(2, 3, 8, 8)
+    maps = torch.rand(2, 8, 8)
+    fr, scores = ev.deletion_curve(Constant(), x, maps, None, steps=4)
+    expected = torch.softmax(torch.tensor([1.0, 2.0, 0.0]), 0)[1]
+    assert fr.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert torch.allclose(scores, expected.expand(2, 5))
+    assert torch.allclose(ev.auc(fr, scores), expected.expand(2))
+
+
+def test_deletion_and_insertion_follow_the_ranking():
+    x = torch.ones(1, 3, 4, 4)  # every pixel positive: class 1 wins
+    good = torch.arange(16.0).view(1, 4, 4)
+    fr, deleted = ev.deletion_curve(Counter(), x, good, 1, steps=4)
+    probs = deleted[0].tolist()
+    assert probs == sorted(probs, reverse=True) and probs[-1] == pytest.approx(0.5)  # all gone: a tie
+    fr, inserted = ev.insertion_curve(Counter(), x, good, 1, steps=4)
+    assert inserted[0, 0].item() == pytest.approx(0.5) and inserted[0, -1].item() == deleted[0, 0].item()
+    # the pixel order: with 1 of 4 steps, the 4 top-ranked pixels (values 12..15) are removed first
+    fr, one = ev.deletion_curve(Constant(), x, good, 1, steps=1)
+    assert one.shape == (1, 2)
+
+
+def test_curves_leave_the_model_unchanged_and_check_targets():
+    model = CourseNet().train()
+    before = model_state(model)
+    x = torch.randn(2, 3, 32, 32)
+    ev.deletion_curve(model, x, torch.rand(2, 8, 8), [1, 2], steps=3)
+    assert_same_state(before, model_state(model))
+    with pytest.raises(ValueError, match="out of range"):
+        ev.insertion_curve(model, x, torch.rand(2, 8, 8), 9, steps=2)
+    with pytest.raises(ValueError, match="2 targets given for a batch of 1"):
+        ev.deletion_curve(model, x[:1], torch.rand(1, 8, 8), [1, 2], steps=2)
+
+
+def test_spearman_and_ssim_by_hand():
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert ev.spearman(a, a * 10 + 3) == pytest.approx(1.0)
+    assert ev.spearman(a, -a) == pytest.approx(-1.0)
+    assert ev.spearman(a, torch.tensor([[1.0, 1.0], [2.0, 2.0]])) == pytest.approx(0.8944, abs=1e-4)  # ties
+    assert ev.spearman(a, torch.ones(2, 2)) == 0.0
+    img = torch.rand(16, 16, generator=torch.Generator().manual_seed(0))
+    assert ev.ssim(img, img) == pytest.approx(1.0)
+    assert ev.ssim(img, img * 2 + 1) == pytest.approx(1.0)  # each map is scaled to [0, 1] first
+    assert ev.ssim(img, torch.rand(16, 16, generator=torch.Generator().manual_seed(1))) < 0.3
+
+
+def test_cascading_randomization_goes_top_down_and_leaves_the_model():
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    before = model_state(model)
+    rng_before = torch.random.get_rng_state()
+    seen = []
+    for name, twin in ev.cascading_randomization(model, ["fc", "features.conv5", "features.conv4"], seed=1):
+        changed = [n for n, p in twin.named_parameters() if not torch.equal(p, model.get_parameter(n))]
+        seen.append((name, sorted({n.rsplit(".", 1)[0] for n in changed})))
+    assert seen == [("fc", ["fc"]), ("features.conv5", ["fc", "features.conv5"]),
+                    ("features.conv4", ["fc", "features.conv4", "features.conv5"])]
+    assert_same_state(before, model_state(model))
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    a = [dict(t.named_parameters())["fc.weight"].clone() for _, t in ev.cascading_randomization(model, ["fc"], 5)]
+    b = [dict(t.named_parameters())["fc.weight"].clone() for _, t in ev.cascading_randomization(model, ["fc"], 5)]
+    assert torch.equal(a[0], b[0])
+
+
+def test_pointing_game_tolerance_counts_near_misses():
+    mask = square_mask()  # rows and columns 2..4
+    near = torch.zeros(8, 8)
+    near[6, 3] = 1.0  # 2 pixels below the square
+    assert ev.pointing_game(near, mask).tolist() == [False]
+    assert ev.pointing_game(near, mask, tolerance=1).tolist() == [False]
+    assert ev.pointing_game(near, mask, tolerance=2).tolist() == [True]
+    corner = torch.zeros(8, 8)
+    corner[6, 6] = 1.0  # 2 down and 2 right of the corner: distance 2.83
+    assert ev.pointing_game(corner, mask, tolerance=2).tolist() == [False]
+    assert ev.pointing_game(corner, mask, tolerance=3).tolist() == [True]
+
+
+def test_explain_gives_one_map_per_image_for_every_method():
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    for method in ev.METHODS:
+        maps = ev.explain(model, x, method, [1, 2])
+        assert maps.ndim == 3 and maps.shape[0] == 2 and not torch.isnan(maps).any(), method
+        side = 32 if "gradient" in method or method in ("guided backprop", "deconvnet", "SmoothGrad",
+                                                         "Guided Grad-CAM") else 8
+        assert maps.shape[1:] == (side, side), method
+    with pytest.raises(ValueError, match="unknown method"):
+        ev.explain(model, x, "LIME")
+
+
+# --- the explorers of lessons 09 and 10 ------------------------------------------------------------
+
+EXPLORER_CHANGES = {
+    "EvaluationExplorer": [("scene", 3), ("metric", "energy inside"), ("metric", "deletion"),
+                           ("method", "guided backprop"), ("metric", "insertion"), ("scene", 5)],
+    "ShortcutExplorer": [("background", "circle's"), ("model", "course"), ("method", "guided backprop"),
+                         ("shape", "cross"), ("background", "ordinary (random)"), ("scene", 4)],
+}
+
+
+@pytest.mark.parametrize("name", list(EXPLORER_CHANGES))
+def test_explorers_redraw_once_per_control_and_the_picture_changes(name, empty_torch_home):
+    import course_utils.widgets as widgets
+
+    ex = getattr(widgets, name)()
+    assert ex.renders == 1 and ex.message.value == ""
+    assert_each_change_redraws(ex, EXPLORER_CHANGES[name])
+
+
+def test_evaluation_explorer_computes_each_method_once(empty_torch_home):
+    from course_utils.widgets import EvaluationExplorer, cached_model
+    from tests.conftest import ForwardCounter
+
+    ex = EvaluationExplorer(n_scenes=6)
+    ex.controls["metric"].value = "deletion"
+    with ForwardCounter(cached_model("course").model) as counter:
+        for i in range(6):
+            ex.controls["scene"].value = i
+        ex.controls["metric"].value = "pointing game"
+        assert counter.calls == 0
+    # the explorer's numbers are the library's
+    assert torch.equal(ex.scores("Grad-CAM (last block)", "pointing game"),
+                       ev.pointing_game(ex.maps("Grad-CAM (last block)"), ex.masks).float())
+
+
+def test_shortcut_explorer_draws_the_chosen_background():
+    from course_utils.scenes import SIGNATURES
+    from course_utils.widgets import ShortcutExplorer
+
+    ex = ShortcutExplorer()
+    ex.controls["shape"].value = "star"
+    ex.controls["background"].value = "circle's"
+    corner = ex.scene().image[:8, :8].reshape(-1, 3).mean(0) / 255
+    red = np.array(SIGNATURES[0][0])
+    assert np.abs(corner - red).max() < 0.2  # the circle's brick red, not the star's yellow
+
+
+def test_ranks_share_ties():
+    from course_utils.evaluation import _rank
+
+    assert _rank(torch.tensor([10.0, 30.0, 20.0, 30.0, 10.0])).tolist() == [1.5, 4.5, 3.0, 4.5, 1.5]
+    assert _rank(torch.zeros(3)).tolist() == [2.0, 2.0, 2.0]
