@@ -395,7 +395,8 @@ def visualize(model, objective: Objective, *, param: ImageParam | None = None, s
         raise TypeError(f"the objective is built with channel(), neuron(), class_logit() ..., got {objective!r}")
     if steps < 0 or lr <= 0:
         raise ValueError(f"steps must be >= 0 and lr > 0, got steps={steps}, lr={lr}")
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     param = pixels(n, size, seed, device=device) if param is None else param
     modules = {name: get_layer(model, name) for name in objective.layers}
     mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)

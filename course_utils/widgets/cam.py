@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import plotting
-from ..cam import BLOCK_LAYERS, GradCAM, cam_all_classes, normalize_maps, upsample
+from ..cam import BLOCK_LAYERS, GradCAM, cam_all_classes, guided_grad_cam, normalize_maps, upsample
 from ..saliency import guided_backprop, saliency_map
 from .base import ClassExplorer, offered_models
 
@@ -32,6 +32,24 @@ def _look_controls(cmap: str = "jet", alpha: float = 0.5) -> dict[str, w.Widget]
         "alpha": w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="Opacity",
                                continuous_update=False),
     }
+
+
+class _BlockLayers:
+    """A "Layer" control listing the chosen model's blocks (:data:`BLOCK_LAYERS`),
+    refitted when the model changes; ``default_block`` indexes the one selected."""
+
+    default_block = -1
+
+    def _layer_control(self, models: list[str], layer: str | None = None) -> w.Dropdown:
+        layers = BLOCK_LAYERS[models[0]]
+        return w.Dropdown(options=layers, value=layer if layer in layers else layers[self.default_block],
+                          description="Layer")
+
+    def fit_controls(self) -> None:
+        layers = BLOCK_LAYERS[self.controls["model"].value]
+        if list(self.controls["layer"].options) != layers:
+            self.controls["layer"].options = layers
+            self.controls["layer"].value = layers[self.default_block]
 
 
 def _show_raw(ax, raw: torch.Tensor, cmap: str, title: str) -> None:
@@ -75,26 +93,18 @@ class CAMExplorer(ClassExplorer):
         return fig
 
 
-class GradCAMExplorer(ClassExplorer):
+class GradCAMExplorer(_BlockLayers, ClassExplorer):
     """Pick an image, a class, a layer (a block, early to late), colours and opacity.
     Each image runs forward once; a new class or layer needs only a backward pass."""
 
     def __init__(self, models: list[str] | None = None, k: int = 6, counterfactual: bool = False):
         models = offered_models() if models is None else models
-        layers = BLOCK_LAYERS[models[0]]
         controls = {
-            "layer": w.Dropdown(options=layers, value=layers[-1], description="Layer"),
+            "layer": self._layer_control(models),
             "counterfactual": w.Checkbox(value=counterfactual, description="counterfactual (−gradient)"),
             **_look_controls(),
         }
         super().__init__(controls, models=models, k=k)
-
-    def fit_controls(self) -> None:
-        """The layer list of the chosen model, its last block selected."""
-        layers = BLOCK_LAYERS[self.controls["model"].value]
-        if list(self.controls["layer"].options) != layers:
-            self.controls["layer"].options = layers
-            self.controls["layer"].value = layers[-1]
 
     def prepare(self, loaded, x):
         g = GradCAM(loaded.model, x, BLOCK_LAYERS[loaded.name])
@@ -128,7 +138,7 @@ GUIDED_METHODS = ["Guided Grad-CAM", "guided backprop", "Grad-CAM", "Grad-CAM, g
                   "Grad-CAM, deconvnet ReLUs"]
 
 
-class GuidedGradCAMExplorer(ClassExplorer):
+class GuidedGradCAMExplorer(_BlockLayers, ClassExplorer):
     """Pick an image, a class, a method and a layer: Guided Grad-CAM and its two
     parts, or Grad-CAM computed with lesson 04's ReLU rules in its backward pass.
 
@@ -136,26 +146,20 @@ class GuidedGradCAMExplorer(ClassExplorer):
     *after* the layer, and after the last block there is none in the course model
     or the ResNets (only pooling and the linear layer)."""
 
+    default_block = -2
+
     def __init__(self, models: list[str] | None = None, k: int = 6, layer: str | None = None):
         models = offered_models() if models is None else models
-        layers = BLOCK_LAYERS[models[0]]
         controls = {
             "method": w.Dropdown(options=GUIDED_METHODS, value="Guided Grad-CAM", description="Method"),
-            "layer": w.Dropdown(options=layers, value=layer if layer in layers else layers[-2],
-                                description="Layer"),
+            "layer": self._layer_control(models, layer),
         }
         self._results: OrderedDict = OrderedDict()
         super().__init__(controls, models=models, k=k)
 
-    def fit_controls(self) -> None:
-        layers = BLOCK_LAYERS[self.controls["model"].value]
-        if list(self.controls["layer"].options) != layers:
-            self.controls["layer"].options = layers
-            self.controls["layer"].value = layers[-2]
-
     def _compute(self, method: str, layer: str) -> torch.Tensor:
         """(H, W, 3) or (H, W) picture data in [0, 1] for the current image and class (cached)."""
-        x, shown, _, _ = self._input()
+        x = self._input()[0]
         c = self.target()[0]
         key = (*self.image_key(), c, method, layer)
         if key not in self._results:
@@ -163,12 +167,10 @@ class GuidedGradCAMExplorer(ClassExplorer):
             rule = {"Grad-CAM, guided ReLUs": "guided", "Grad-CAM, deconvnet ReLUs": "deconvnet"}.get(method, "plain")
             if method == "guided backprop":
                 out = saliency_map(guided_backprop(model, x, c), "rgb")[0]
+            elif method == "Guided Grad-CAM":
+                out = saliency_map(guided_grad_cam(model, x, c, layer=layer), "rgb")[0]
             else:
-                heat = normalize_maps(GradCAM(model, x, layer, rule=rule).map(c).upsampled(x.shape[-2:]))[0]
-                if method == "Guided Grad-CAM":
-                    out = saliency_map(guided_backprop(model, x, c) * heat, "rgb")[0]
-                else:
-                    out = heat
+                out = normalize_maps(GradCAM(model, x, layer, rule=rule).map(c).upsampled(x.shape[-2:]))[0]
             self._results[key] = out
             while len(self._results) > 32:
                 self._results.popitem(last=False)
