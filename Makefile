@@ -1,6 +1,7 @@
 # Seeing inside CNNs: the course's commands.
 #   make lab    set up (first time only) and open JupyterLab on lesson 00
 #   make test   set up (first time only) and run every test
+#   make app    the compare dashboard as a standalone app (Voilà), for class
 # Setting up creates a virtual environment in .venv and installs the course
 # (course_utils with its test extras) into it; nothing outside this folder changes.
 
@@ -9,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test weights model shortcut notebooks clean
+.PHONY: setup lab test app weights model shortcut notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Every method side by side on one image, as a web app without code (Voilà).
+app: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/voila notebooks/compare.ipynb
 
 # Fetch the ImageNet weights (ResNet-18, ResNet-50, VGG-16) once, while online.
 weights: $(STAMP)

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from .hooks import RELU_RULES, capture, class_list, get_layer, model_guard, relu_rule, resolve_targets
 from .saliency import guided_backprop
 
-__all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "normalize_maps", "upsample"]
+__all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "guided_product", "normalize_maps", "upsample"]
 
 
 #: For each course model, the output of each block, early to late: where Grad-CAM
@@ -230,11 +230,19 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "featu
 def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5") -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W)
     times the Grad-CAM map upsampled to the input and scaled to [0, 1] per image."""
-    g = GradCAM(model, x, layer)
-    result = g.map(target)
+    result = GradCAM(model, x, layer).map(target)
     targets = result.classes.tolist() if not callable(target) else target
-    guided = guided_backprop(model, x, targets)
-    heat = normalize_maps(result.upsampled(x.shape[-2:])).to(guided.device)
+    return guided_product(guided_backprop(model, x, targets), result.maps)
+
+
+def guided_product(guided: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Guided Grad-CAM's last step, for gradients and maps already computed: guided
+    backprop (N, C, H, W) times the Grad-CAM maps (N, h, w) upsampled to (H, W) and
+    scaled to [0, 1] per image."""
+    if guided.ndim != 4 or maps.ndim != 3 or len(guided) != len(maps):
+        raise ValueError(f"expected guided (N, C, H, W) and maps (N, h, w) for the same N, got "
+                         f"{tuple(guided.shape)} and {tuple(maps.shape)}")
+    heat = normalize_maps(upsample(maps, guided.shape[-2:])).to(guided.device)
     return guided * heat.unsqueeze(1)
 
 

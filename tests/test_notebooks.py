@@ -15,11 +15,20 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-ALL = LESSONS + sorted((REPO / "notebooks" / "solutions").glob("*.ipynb"))
+DASHBOARD = REPO / "notebooks" / "compare.ipynb"
+ALL = LESSONS + [DASHBOARD] + sorted((REPO / "notebooks" / "solutions").glob("*.ipynb"))
 
 
 def test_there_are_lessons():
     assert [p.name for p in LESSONS][:1] == ["00_start_here.ipynb"]
+
+
+def test_the_dashboard_is_one_explorer_between_what_it_shows_and_what_to_see():
+    """Voilà shows markdown and outputs only: the app is the explorer framed by its prose."""
+    nb = nbformat.read(DASHBOARD, as_version=4)
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown"]
+    assert "CompareExplorer()" in nb.cells[1].source and "What to see" in nb.cells[2].source
+    assert nb.metadata.get("widgets"), "widget state not stored: viewers would show no dashboard"
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)

@@ -12,6 +12,7 @@ One file per explorer; ``base`` holds what they share.
 from .base import ClassExplorer, Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
 from .optvis import ActivationMaxExplorer
 from .cam import CAMExplorer, GradCAMExplorer, GuidedGradCAMExplorer
+from .compare import CompareExplorer
 from .evaluation import EvaluationExplorer
 from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
@@ -24,6 +25,7 @@ __all__ = [
     "ActivationMaxExplorer",
     "CAMExplorer",
     "ClassExplorer",
+    "CompareExplorer",
     "EvaluationExplorer",
     "Explorer",
     "FeatureMapExplorer",

@@ -1,4 +1,4 @@
-"""Start and stop a throw-away JupyterLab server for the browser tests.
+"""Start and stop a throw-away JupyterLab server (or Voilà app) for the browser tests.
 
 Everything the server writes (runtime files, workspaces, user settings) goes
 into a temporary directory, so nothing belonging to the person running the
@@ -45,6 +45,7 @@ class LabServer:
     root_dir: Path
     log_path: Path
     _log_file: object = field(repr=False, default=None)
+    has_api: bool = True  # JupyterLab's REST API (kernels, status); Voilà has none
 
     @property
     def base_url(self) -> str:
@@ -70,6 +71,12 @@ class LabServer:
 
     # -- lifecycle ---------------------------------------------------------
 
+    def _answers(self) -> bool:
+        if not self.has_api:  # Voilà has no REST API: a listening port is all there is to see
+            with socket.create_connection(("127.0.0.1", self.port), timeout=3.0):
+                return True
+        return isinstance(self.api("GET", "api/status", timeout=3.0), dict)
+
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         last_error = "no attempt yet"
@@ -77,18 +84,17 @@ class LabServer:
             code = self.proc.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"JupyterLab exited with code {code} before becoming ready.\n"
+                    f"the server exited with code {code} before becoming ready.\n"
                     f"--- server log ---\n{self.log_text()}"
                 )
             try:
-                status = self.api("GET", "api/status", timeout=3.0)
-                if isinstance(status, dict):
+                if self._answers():
                     return
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last_error = repr(exc)
             time.sleep(0.25)
         raise RuntimeError(
-            f"JupyterLab did not answer /api/status within {timeout:.0f} s "
+            f"the server did not answer within {timeout:.0f} s "
             f"(last error: {last_error}).\n--- server log ---\n{self.log_text()}"
         )
 
@@ -115,7 +121,8 @@ class LabServer:
         children = self._descendants()
 
         if self.proc.poll() is None:
-            self.shutdown_kernels()  # polite first: the server stops its kernels
+            if self.has_api:
+                self.shutdown_kernels()  # polite first: the server stops its kernels
             children += [c for c in self._descendants() if c not in children]
             self.proc.terminate()
             try:
@@ -208,18 +215,42 @@ def start_lab(tmp_dir: Path, extra_args: tuple[str, ...] = ()) -> LabServer:
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # CI containers often run as root
-    log_path = tmp_dir / "jupyter-lab.log"
+    return _launch(cmd, root, env, port, token, tmp_dir / "jupyter-lab.log")
+
+
+def start_voila(tmp_dir: Path, notebook: Path) -> LabServer:
+    """Serve ``notebook`` as a Voilà app on 127.0.0.1 (with a token); state stays in tmp_dir.
+    The app is at ``server.url("")``; every visit runs the notebook in a new kernel."""
+    runtime = tmp_dir / "runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    token = secrets.token_hex(16)
+    env = dict(os.environ)
+    env["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    cmd = [
+        sys.executable, "-m", "voila", str(notebook),
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        f"--Voila.port={port}",
+        "--Voila.port_retries=0",
+        f"--Voila.token={token}",
+        "--VoilaConfiguration.show_tracebacks=True",  # an error shows on the page, where the test looks
+    ]
+    return _launch(cmd, notebook.parent, env, port, token, tmp_dir / "voila.log", has_api=False)
+
+
+def _launch(cmd, cwd: Path, env: dict, port: int, token: str, log_path: Path, has_api: bool = True) -> LabServer:
     log_file = open(log_path, "w")
     proc = subprocess.Popen(
         cmd,
-        cwd=root,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = LabServer(proc, port, token, root, log_path, log_file)
+    server = LabServer(proc, port, token, cwd, log_path, log_file, has_api)
     try:
         server.wait_ready()
     except BaseException:

@@ -8,7 +8,8 @@ Playwright), runs all cells through the "Run" menu, and then checks that
 * all widgets rendered ("Error displaying widget" / "Loading widget..." absent),
 * the explorer widget (class ``course-explorer``) reacts: choosing another
   entry in its first dropdown that offers one (usually "Image") changes the
-  picture in ``course-explorer-view``.
+  picture in ``course-explorer-view``, and so does a new selection in a
+  multiple-choice list (the dashboard's "Methods").
 
 Environment variables:
   COURSE_CHROMIUM              Chromium executable (default /usr/bin/chromium)
@@ -32,7 +33,8 @@ from .lab_server import LabServer, start_lab
 NOTEBOOKS = ["00_start_here.ipynb", "01_feature_maps.ipynb", "02_filter_weights.ipynb",
              "03_activation_maximization.ipynb", "04_saliency.ipynb",
              "05_cam.ipynb", "06_grad_cam.ipynb", "07_guided_grad_cam.ipynb", "08_tensorboard.ipynb",
-             "09_evaluating_explanations.ipynb", "10_find_the_shortcut.ipynb"]
+             "09_evaluating_explanations.ipynb", "10_find_the_shortcut.ipynb",
+             "compare.ipynb"]  # the dashboard: its "Methods" list is moved too
 
 REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -288,6 +290,22 @@ def _check_explorer(page) -> None:
             f"choosing option {(current + 1) % n_options} in the {label!r} dropdown did not change "
             f"the image within {IMAGE_CHANGE_TIMEOUT_S} s (src still {old_src[:60]!r})") from None
     _wait_until(displayed, WIDGETS_TIMEOUT_S, "the new explorer image to be displayed with non-zero size")
+
+    lists = explorer.locator("select[multiple]")
+    if lists.count():
+        labels = lists.first.evaluate("e => [...e.options].map(o => o.textContent)")
+        change_picture(img, lambda: lists.first.select_option(label=labels[-2:]), f"selecting {labels[-2:]}")
+
+
+def change_picture(img, action, what: str) -> None:
+    """Do ``action`` (a control change) and wait until the picture in ``img`` is a new one."""
+    old_src = img.get_attribute("src") or ""
+    action()
+    try:
+        _wait_until(lambda: (img.get_attribute("src") or "") not in ("", old_src),
+                    IMAGE_CHANGE_TIMEOUT_S, "the explorer image to change")
+    except AssertionError:
+        raise AssertionError(f"{what} did not change the image within {IMAGE_CHANGE_TIMEOUT_S} s") from None
 
 
 # --------------------------------------------------------------------------
