@@ -10,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test app weights model shortcut notebooks clean
+.PHONY: setup lab test app slides weights model shortcut notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ shortcut: $(STAMP)
 # Re-run every notebook and store its outputs (as an offline machine produces them).
 notebooks: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py
+	$(BIN)/python tools/slides.py
+
+# Set the lessons' slide types for RISE (from their headings and stored pictures).
+slides: $(STAMP)
+	$(BIN)/python tools/slides.py
 
 clean:
 	rm -rf $(VENV)
