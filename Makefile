@@ -2,6 +2,7 @@
 #   make lab    set up (first time only) and open JupyterLab on lesson 00
 #   make test   set up (first time only) and run every test
 #   make app    the compare dashboard as a standalone app (Voilà), for class
+#   make bench  the performance report (ratios to the forward pass; not part of make test)
 # Setting up creates a virtual environment in .venv and installs the course
 # (course_utils with its test extras) into it; nothing outside this folder changes.
 
@@ -10,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test app slides weights model shortcut notebooks clean
+.PHONY: setup lab test app bench slides weights model shortcut notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,11 @@ test: $(STAMP)
 # Every method side by side on one image, as a web app without code (Voilà).
 app: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/voila notebooks/compare.ipynb
+
+# Time every method and explorer; writes the table the README shows. Peer libraries
+# are timed beside ours when installed: $(BIN)/python -m pip install -e ".[bench]"
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/report.py --markdown tests/benchmarks/latest.md
 
 # Fetch the ImageNet weights (ResNet-18, ResNet-50, VGG-16) once, while online.
 weights: $(STAMP)
