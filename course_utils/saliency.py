@@ -25,6 +25,8 @@ model comes back unchanged and no parameter's ``.grad`` is written.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -140,10 +142,12 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     if callable(target):
         per_copy = target  # a function of the output, applied to each batch of noisy copies
     else:
-        with model_guard(model), torch.no_grad():  # the clean image fixes the class
-            model.eval()
-            logits = model(x)
-        classes = logits.argmax(dim=1).tolist() if target is None else class_list(target, *logits.shape)
+        if target is None:
+            with model_guard(model), torch.no_grad():  # the clean image fixes the class
+                model.eval()
+                classes = model(x).argmax(dim=1).tolist()
+        else:  # the range is checked against the logits of the first batch
+            classes = class_list(target, n, n_classes=math.inf)
         per_copy = [t for t in classes for _ in range(samples)]
 
     gen = torch.Generator().manual_seed(seed)

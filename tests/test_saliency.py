@@ -350,6 +350,17 @@ def test_smoothgrad_keeps_the_clean_images_top_class(course_random):
     assert torch.equal(a, b)
 
 
+def test_smoothgrad_runs_the_clean_image_only_to_find_its_top_class(course_random):
+    x = torch.randn(2, 3, 32, 32)
+    with ForwardCounter(course_random) as counter:
+        smoothgrad(course_random, x, [1, 4], samples=5, batch_size=4, progress=False)
+        assert counter.calls == 3  # 10 noisy copies in batches of 4
+        smoothgrad(course_random, x, None, samples=5, batch_size=4, progress=False)
+        assert counter.calls == 3 + 1 + 3
+    with pytest.raises(ValueError, match="class index 6 is out of range"):
+        smoothgrad(course_random, x, 6, samples=2, progress=False)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"noise": -0.1}, "noise"), ({"samples": 0}, "samples"), ({"batch_size": 0}, "batch_size"),
 ])
@@ -461,7 +472,13 @@ def test_only_a_new_image_class_or_method_runs_the_model(explorer):
         explorer.controls["display"].value = "abs"
         assert counter.calls == 1
         explorer.controls["image"].value = "scene 2"
-        assert counter.calls == 3  # the class list, then the gradient
+        assert counter.calls == 2  # one pass: the class list and the top class's gradient
+        explorer.controls["method"].value = "guided backprop"
+        explorer.controls["image"].value = "scene 3"
+        assert counter.calls == 4  # guided for scene 2's top class; then scene 3 in one guided pass
+        x, top = explorer._input()[0], explorer.target()[0]
+        assert torch.equal(explorer.gradient(), guided_backprop(model, x, top)[0])
+        assert counter.calls == 5  # (the reference above)
     assert all_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
 
 

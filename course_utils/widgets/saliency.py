@@ -1,9 +1,10 @@
 """Lesson 04's explorer: an image, a class and a method in; which pixels move
 that class's score out, shown three ways (the input, the map, the map over the input).
 
-One forward pass per image lists the classes with their probabilities; each
-gradient (image × class × method) is computed once and cached, so the display
-and the overlay's opacity only redraw.
+A new image runs the model once: that pass lists the classes with their
+probabilities and gives the first picture, the top class's gradient by the
+chosen method. Each gradient (image × class × method) is computed once and
+cached, so the display and the overlay's opacity only redraw.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import plotting
-from ..saliency import DISPLAYS, METHODS, saliency, saliency_map
+from ..saliency import DISPLAYS, METHODS, input_gradient, saliency, saliency_map
 from .base import ClassExplorer
 
 __all__ = ["SaliencyExplorer"]
@@ -44,6 +45,17 @@ class SaliencyExplorer(ClassExplorer):
                                    continuous_update=False),
         }
         super().__init__(controls, models=models, k=k, cache_size=cache_size)
+
+    def prepare(self, loaded, x):
+        """One pass for a new image: the logits (the class list) and the top class's
+        gradient by the chosen method, which is the picture the image opens with."""
+        method = self.controls["method"].value if "method" in self.controls else "vanilla gradient"
+        if method == "SmoothGrad":  # its gradients come from noisy copies, not from this pass
+            return super().prepare(loaded, x)
+        logits, grad = input_gradient(loaded.model, x, None, METHODS[method])
+        key = (*self.image_key(), int(logits[0].argmax()), method)
+        self._grads[key] = grad[0]
+        return logits, None
 
     def gradient(self) -> torch.Tensor:
         """The gradient for the current image, class and method (cached)."""
