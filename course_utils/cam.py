@@ -9,7 +9,7 @@
   convolutional layer of any network; ``counterfactual=True`` negates the gradient
   (the paper's "counterfactual explanations"), ``rule`` changes how the ReLUs after the layer pass gradients back.
 * :class:`GradCAM` — one forward pass kept, any number of classes explained from
-  it (what an explorer needs when only the class changes).
+  it, by Grad-CAM or (where it applies) CAM: what an explorer needs when only the class changes.
 * :func:`guided_grad_cam` — guided backprop × the upsampled Grad-CAM (the paper's "Guided Grad-CAM").
 * :func:`upsample` and :func:`normalize_maps` — to the image's size, and to [0, 1]
   per map or on one scale shared by all maps; a flat map becomes zeros, never NaN.
@@ -89,12 +89,28 @@ def _classes(logits: torch.Tensor, target) -> torch.Tensor:
 # --- CAM ----------------------------------------------------------------------------
 
 
-def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
-    """(logits, the layer's maps, the linear head), after checking that CAM applies."""
-    _check_input(x)
+def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: str, fc: str) -> nn.Linear:
+    """The linear head ``fc``, after checking on this very batch that CAM applies:
+    the logits must be ``fc`` applied to the spatial means of ``a`` (the maps of ``layer``)."""
     head = get_layer(model, fc)
     if not isinstance(head, nn.Linear):
         raise ValueError(f"CAM needs the final layer to be nn.Linear; {fc!r} is {type(head).__name__}")
+    if a.shape[1] != head.in_features:
+        raise ValueError(
+            f"CAM needs {layer!r} to feed {fc!r} through global average pooling, but it has "
+            f"{a.shape[1]} channels and {fc!r} takes {head.in_features} inputs; use Grad-CAM for this network")
+    with torch.no_grad():
+        if not torch.allclose(head(a.mean(dim=(2, 3))), logits, rtol=1e-3, atol=1e-4):
+            raise ValueError(
+                f"CAM needs the logits to be {fc!r}(spatial mean of {layer!r}); in this network something else "
+                "happens in between, so CAM does not apply: use Grad-CAM")
+    return head
+
+
+def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
+    """(logits, the layer's maps, the linear head), after checking that CAM applies."""
+    _check_input(x)
+    get_layer(model, fc)  # an unknown head fails before the forward pass
     with model_guard(model), torch.no_grad():
         model.eval()
         with capture(model, layer) as acts:
@@ -103,15 +119,19 @@ def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
             raise RuntimeError(f"layer {layer!r} did not run during the forward pass")
         a = acts[layer]
         _check_spatial(layer, a)
-        if a.shape[1] != head.in_features:
-            raise ValueError(
-                f"CAM needs {layer!r} to feed {fc!r} through global average pooling, but it has "
-                f"{a.shape[1]} channels and {fc!r} takes {head.in_features} inputs; use Grad-CAM for this network")
-        if not torch.allclose(head(a.mean(dim=(2, 3))), logits, rtol=1e-3, atol=1e-4):
-            raise ValueError(
-                f"CAM needs the logits to be {fc!r}(spatial mean of {layer!r}); in this network something else "
-                "happens in between, so CAM does not apply: use Grad-CAM")
+        head = _cam_head(model, a, logits, layer, fc)
     return logits, a, head
+
+
+def _cam_maps(head: nn.Linear, a: torch.Tensor, logits: torch.Tensor, target, layer: str) -> CAMResult:
+    """M_c = Σ_k w_k^c A_k for each image's class (the target checked against the logits)."""
+    if callable(target):
+        raise TypeError("CAM explains one class per image: give a class index, a list of them or None")
+    classes = _classes(logits, target)
+    with torch.no_grad():
+        weights = head.weight[classes.to(a.device)]  # (N, K): w_k^c for each image's class
+        maps = torch.einsum("nk,nkhw->nhw", weights, a)
+    return CAMResult(maps.cpu(), classes, logits.cpu(), layer)
 
 
 def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5", fc: str = "fc") -> CAMResult:
@@ -123,14 +143,8 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.r
     fully connected layers, say) gets a clear error pointing to Grad-CAM. ``target``
     is a class index, a list (one per image) or ``None`` (each image's top class).
     """
-    if callable(target):
-        raise TypeError("CAM explains one class per image: give a class index, a list of them or None")
     logits, a, head = _cam_parts(model, x, layer, fc)
-    classes = _classes(logits, target)
-    with torch.no_grad():
-        weights = head.weight[classes.to(a.device)]  # (N, K): w_k^c for each image's class
-        maps = torch.einsum("nk,nkhw->nhw", weights, a)
-    return CAMResult(maps.cpu(), classes, logits.cpu(), layer)
+    return _cam_maps(head, a, logits, target, layer)
 
 
 def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str = "features.relu5",
@@ -150,6 +164,7 @@ class GradCAM:
 
     >>> g = GradCAM(model, x, ["layer3", "layer4"])  # the forward pass runs here
     >>> g.map(281, "layer4").maps                   # a backward pass from the logits to layer4 only
+    >>> g.cam(281, "layer4").maps                   # CAM: the kept maps times fc's weights, no pass at all
 
     The model is guarded during the forward pass and handed back at once (no hook
     stays); what is kept is the autograd graph from the layers to the logits,
@@ -174,6 +189,7 @@ class GradCAM:
         for name in self.layers:
             _check_spatial(name, acts[name])
         self.acts = acts
+        self._model = model
         self._logits = logits
         self.logits = logits.detach().cpu()
 
@@ -207,6 +223,14 @@ class GradCAM:
         if relu:
             maps = maps.clamp(min=0)
         return CAMResult(maps.cpu(), classes, self.logits, layer)
+
+    def cam(self, target=None, layer: str | None = None, fc: str = "fc") -> CAMResult:
+        """CAM of ``target`` at ``layer`` from the kept forward pass: no pass of its own.
+        The architecture is checked as :func:`cam` does."""
+        layer = self._layer(layer)
+        a = self.acts[layer].detach()
+        return _cam_maps(_cam_head(self._model, a, self._logits.detach(), layer, fc), a, self._logits.detach(),
+                         target, layer)
 
     def _layer(self, layer: str | None) -> str:
         if layer is None:

@@ -152,6 +152,25 @@ def test_cam_refuses_a_network_without_gap_and_linear():
         cam(vgg, torch.randn(1, 3, 64, 64), 0, layer="features.18", fc="classifier.6")
 
 
+def test_cam_from_a_kept_forward_pass_is_cam_and_runs_nothing(course):
+    from tests.conftest import ForwardCounter
+
+    x = torch.stack([torch.zeros(3, 64, 64), torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(1))])
+    g = GradCAM(course.model, x, ["features.relu4", "features.relu5"])
+    expected = cam(course.model, x, [2, 5])
+    with ForwardCounter(course.model) as counter:
+        kept = g.cam([2, 5], "features.relu5")
+        assert counter.calls == 0
+    assert torch.allclose(kept.maps, expected.maps, atol=1e-5) and kept.classes.tolist() == [2, 5]
+    with pytest.raises(ValueError, match="use Grad-CAM"):  # relu4 does not feed fc through GAP
+        g.cam(0, "features.relu4")
+    with pytest.raises(TypeError, match="one class per image"):
+        g.cam(lambda logits: logits[:, 0], "features.relu5")
+    vgg = torchvision.models.vgg11(weights=None).eval()
+    with pytest.raises(ValueError, match="use Grad-CAM"):
+        GradCAM(vgg, torch.randn(1, 3, 64, 64), "features.18").cam(0, fc="classifier.6")
+
+
 def test_an_unknown_layer_lists_close_names(course):
     with pytest.raises(KeyError, match="features.relu5"):
         grad_cam(course.model, torch.zeros(1, 3, 64, 64), 0, layer="features.rlu5")

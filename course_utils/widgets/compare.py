@@ -8,8 +8,8 @@ runs as a standalone app with Voilà (``voila notebooks/compare.ipynb``).
 
 Cost: each image runs forward once with every block kept (a
 :class:`~course_utils.cam.GradCAM`), which gives the class list, the feature
-maps and Grad-CAM at any block. Each gradient method costs one forward and one
-backward pass per class and is computed only when shown; every result is cached,
+maps, CAM and Grad-CAM at any block. Each gradient method costs one forward and
+one backward pass per class and is computed only when shown; every result is cached,
 so changing the layer, the opacity or the panels shown recomputes only what is new.
 """
 
@@ -24,7 +24,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import plotting
-from ..cam import BLOCK_LAYERS, GradCAM, cam, guided_product, normalize_maps, upsample
+from ..cam import BLOCK_LAYERS, GradCAM, guided_product, normalize_maps, upsample
 from ..features import normalize
 from ..saliency import saliency, saliency_map
 from .base import ClassExplorer, offered_models
@@ -70,8 +70,8 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
 
     def result(self, panel: str):
         """The data behind one panel for the current image, class and layer (cached):
-        an (H, W) map in [0, 1], an (H, W, 3) mosaic, or a string saying why the
-        method does not apply."""
+        an (H, W) array in [0, 1] (a map, or the feature maps' mosaic), or a string
+        saying why the method does not apply."""
         if panel not in PANELS:
             raise ValueError(f"unknown panel {panel!r}; choose among {PANELS}")
         c = self.target()[0]
@@ -103,7 +103,7 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
             return saliency_map(self._gradient(panel, c), "abs")[0].numpy()
         if panel == "CAM":
             try:
-                raw = cam(loaded.model, x, c, layer=loaded.last_conv_layer).maps
+                raw = g.cam(c, loaded.last_conv_layer).maps
             except (ValueError, KeyError):
                 return (f"CAM does not apply to {loaded.name}:\nits head is not global average\n"
                         "pooling + one linear layer.\nGrad-CAM works on any CNN.")

@@ -48,13 +48,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from course_utils import cam, features, optvis, saliency, widgets
 from course_utils.hooks import get_layer
 from course_utils.images import sample_photo
-from course_utils.models import load_model
+from course_utils.models import _imagenet_specs, load_model
 from course_utils.scenes import make_scenes
 
 # --- what is measured ----------------------------------------------------------------------
@@ -264,11 +263,11 @@ def build_bench(name: str) -> Bench:
         loaded = load_model("course")
         scene = make_scenes(1, seed=0)[0]
         return Bench(name, spec, loaded.model, loaded.batch([scene.image]), scene.label, loaded.mean, loaded.std)
-    weights = {"resnet50": torchvision.models.ResNet50_Weights, "vgg16": torchvision.models.VGG16_Weights}[name]
+    imagenet = _imagenet_specs()[name]  # the architecture and preprocessing load_model uses
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = getattr(torchvision.models, name)(weights=None).eval()
-    tf = weights.IMAGENET1K_V1.transforms()  # the preprocessing only: nothing is downloaded
+        model = imagenet.builder(weights=None).eval()
+    tf = imagenet.weights.transforms()  # the preprocessing only: nothing is downloaded
     photo = torch.from_numpy(np.ascontiguousarray(sample_photo("cat"))).permute(2, 0, 1)
     return Bench(name, spec, model, tf(photo).unsqueeze(0), IMAGENET_CLASS, tuple(tf.mean), tuple(tf.std))
 
