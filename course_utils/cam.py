@@ -18,6 +18,12 @@ Gradients are taken with ``torch.autograd.grad`` to the layer only; the
 parameters are frozen inside the guard while the forward pass runs, so no graph
 is recorded below the layer and Grad-CAM costs about one forward pass. The
 model comes back exactly as it went in.
+
+A layer is given by its dotted name (``"features.relu5"``) or as the module itself
+(``model.features.relu5``); results report the name. The gradient methods work
+under ``torch.no_grad()`` (they switch gradients on for themselves and leave the
+mode as it was) but not inside ``torch.inference_mode()``, where they raise one
+clear error; CAM takes no gradient and works there too.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import RELU_RULES, capture, class_list, get_layer, model_guard, relu_rule, resolve_targets
+from .hooks import (RELU_RULES, capture, check_gradients_allowed, class_list, get_layer, layer_name, layer_names,
+                    model_guard, relu_rule, resolve_targets)
 from .saliency import guided_backprop
 
 __all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "guided_product", "normalize_maps", "upsample"]
@@ -108,9 +115,9 @@ def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: st
 
 
 def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
-    """(logits, the layer's maps, the linear head), after checking that CAM applies."""
+    """(logits, the layer's maps, the linear head), after checking that CAM applies.
+    ``layer`` and ``fc`` are dotted names, checked by the caller."""
     _check_input(x)
-    get_layer(model, fc)  # an unknown head fails before the forward pass
     with model_guard(model), torch.no_grad():
         model.eval()
         with capture(model, layer) as acts:
@@ -134,7 +141,8 @@ def _cam_maps(head: nn.Linear, a: torch.Tensor, logits: torch.Tensor, target, la
     return CAMResult(maps.cpu(), classes, logits.cpu(), layer)
 
 
-def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5", fc: str = "fc") -> CAMResult:
+def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module = "features.relu5",
+        fc: str | nn.Module = "fc") -> CAMResult:
     """CAM: the class's weights in the final linear layer ``fc`` times the maps of
     ``layer``, which must feed ``fc`` through global average pooling only.
 
@@ -142,14 +150,19 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.r
     applied to the spatial means of the maps); a network built otherwise (VGG's
     fully connected layers, say) gets a clear error pointing to Grad-CAM. ``target``
     is a class index, a list (one per image) or ``None`` (each image's top class).
+    ``layer`` and ``fc`` are dotted names or modules of the model. No gradient is
+    taken, so CAM also works inside ``torch.inference_mode()``.
     """
+    layer, fc = layer_name(model, layer), layer_name(model, fc)  # errors before the forward pass
     logits, a, head = _cam_parts(model, x, layer, fc)
     return _cam_maps(head, a, logits, target, layer)
 
 
-def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str = "features.relu5",
-                    fc: str = "fc") -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass, every class's CAM: ``(logits (N, C), maps (N, C, h, w))``."""
+def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str | nn.Module = "features.relu5",
+                    fc: str | nn.Module = "fc") -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass, every class's CAM: ``(logits (N, C), maps (N, C, h, w))``.
+    Layers as for :func:`cam`; works inside ``torch.inference_mode()`` too."""
+    layer, fc = layer_name(model, layer), layer_name(model, fc)
     logits, a, head = _cam_parts(model, x, layer, fc)
     with torch.no_grad():
         maps = torch.einsum("ck,nkhw->nchw", head.weight, a)
@@ -159,6 +172,23 @@ def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str = "features.re
 # --- Grad-CAM --------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _relu_calls_at_outputs(model: nn.Module, layers: list[str], mode):
+    """A list that gets ``(mode.calls, layer)`` each time one of ``layers`` gives its
+    output: how many ReLUs had run by then. ReLUs after the last entry ran after every layer."""
+    outputs: list[tuple[int, str]] = []
+
+    def recorder(name):
+        return lambda module, inputs, output: outputs.append((mode.calls, name))
+
+    handles = [get_layer(model, name).register_forward_hook(recorder(name)) for name in layers]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class GradCAM:
     """One forward pass, kept; Grad-CAM for any class and any of ``layers`` from it.
 
@@ -166,53 +196,77 @@ class GradCAM:
     >>> g.map(281, "layer4").maps                   # a backward pass from the logits to layer4 only
     >>> g.cam(281, "layer4").maps                   # CAM: the kept maps times fc's weights, no pass at all
 
+    ``layers`` is one layer or a list, each a dotted name or a module of the model
+    (``self.layers`` holds the names). ``rule`` is how the ReLUs *after* the layers
+    pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``); with a rule
+    other than plain, some ReLU must run after the last of the layers, or the rule
+    would change nothing and a ``ValueError`` says so.
+
     The model is guarded during the forward pass and handed back at once (no hook
     stays); what is kept is the autograd graph from the layers to the logits,
     which is all that later classes need. Use it for one image batch, then drop it.
+    Works under ``torch.no_grad()``, not inside ``torch.inference_mode()`` (except
+    :meth:`cam`, which takes no gradient).
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, layers: str | Sequence[str], rule: str = "plain"):
+    def __init__(self, model: nn.Module, x: torch.Tensor, layers: str | nn.Module | Sequence, rule: str = "plain"):
+        check_gradients_allowed("GradCAM")
         _check_input(x)
         if rule not in RELU_RULES:
             raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
-        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        self.layers = layer_names(model, layers)
+        if not self.layers:
+            raise ValueError("GradCAM needs at least one layer")
         with model_guard(model), torch.enable_grad():
             model.eval()
             for p in model.parameters():  # record the graph from the layers up only
                 p.requires_grad_(False)
-            rules = relu_rule(rule) if rule != "plain" else contextlib.nullcontext()
-            with capture(model, self.layers, detach=False) as acts, rules:
-                logits = model(x.detach())
+            with capture(model, self.layers, detach=False) as acts:
+                if rule == "plain":  # ordinary autograd: nothing to intercept
+                    logits = model(x.detach())
+                else:
+                    with relu_rule(rule) as mode, _relu_calls_at_outputs(model, self.layers, mode) as outputs:
+                        logits = model(x.detach())
         missing = [n for n in self.layers if n not in acts]
         if missing:
             raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
         for name in self.layers:
             _check_spatial(name, acts[name])
+        if rule != "plain":
+            calls_then, last = outputs[-1]  # the last captured layer to give its output
+            if mode.calls == calls_then:
+                raise ValueError(
+                    f"rule={rule!r} changes how the ReLUs after the layer pass gradients back, but no ReLU "
+                    f"runs after layer {last!r} in this model's forward pass, so the rule would change nothing: "
+                    "choose an earlier layer (one with ReLUs after it), or rule='plain'")
         self.acts = acts
         self._model = model
         self._logits = logits
         self.logits = logits.detach().cpu()
 
-    def gradients(self, target=None, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradients(self, target=None, layer=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(∂ score / ∂ the layer's maps, the classes): the score is each image's target logit."""
+        check_gradients_allowed("GradCAM.gradients")
         layer = self._layer(layer)
-        score = resolve_targets(self._logits, target)
-        grad = None
-        if score.requires_grad:  # False when no captured layer is upstream of the output
-            (grad,) = torch.autograd.grad(score.sum(), self.acts[layer], retain_graph=True, allow_unused=True)
+        with torch.enable_grad():  # also under no_grad: the score must join the kept graph
+            score = resolve_targets(self._logits, target)
+            grad = None
+            if score.requires_grad:  # False when no captured layer is upstream of the output
+                (grad,) = torch.autograd.grad(score.sum(), self.acts[layer], retain_graph=True, allow_unused=True)
         if grad is None:
             raise RuntimeError(f"the score does not depend on layer {layer!r}: it is not on the path "
                                "from the input to the output")
         return grad.detach(), _classes(self.logits, target)
 
-    def map(self, target=None, layer: str | None = None, *, counterfactual: bool = False,
+    def map(self, target=None, layer=None, *, counterfactual: bool = False,
             relu: bool = True) -> CAMResult:
-        """Grad-CAM of ``target`` at ``layer`` (the first of ``layers`` by default).
+        """Grad-CAM of ``target`` at ``layer`` (a name or module; the first of ``layers`` by default).
 
         ``counterfactual=True`` uses the negated gradient: the regions whose
         presence lowers the score. ``relu=False`` keeps the negative part of
         the weighted sum (the paper's ReLU drops it).
         """
+        check_gradients_allowed("GradCAM.map")
         layer = self._layer(layer)
         grad, classes = self.gradients(target, layer)
         if counterfactual:
@@ -224,36 +278,49 @@ class GradCAM:
             maps = maps.clamp(min=0)
         return CAMResult(maps.cpu(), classes, self.logits, layer)
 
-    def cam(self, target=None, layer: str | None = None, fc: str = "fc") -> CAMResult:
+    def cam(self, target=None, layer=None, fc: str | nn.Module = "fc") -> CAMResult:
         """CAM of ``target`` at ``layer`` from the kept forward pass: no pass of its own.
-        The architecture is checked as :func:`cam` does."""
+        The architecture is checked as :func:`cam` does. No gradient is taken, so this
+        works inside ``torch.inference_mode()`` too."""
         layer = self._layer(layer)
+        fc = layer_name(self._model, fc)
         a = self.acts[layer].detach()
         return _cam_maps(_cam_head(self._model, a, self._logits.detach(), layer, fc), a, self._logits.detach(),
                          target, layer)
 
-    def _layer(self, layer: str | None) -> str:
+    def _layer(self, layer) -> str:
+        """The name of a captured layer: ``None`` is the first, a module is looked up by name."""
         if layer is None:
             return self.layers[0]
+        layer = layer_name(self._model, layer)
         if layer not in self.acts:
             raise ValueError(f"layer {layer!r} was not captured; this GradCAM holds {self.layers}")
         return layer
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5", *,
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module = "features.relu5", *,
              counterfactual: bool = False, relu: bool = True, rule: str = "plain") -> CAMResult:
     """Grad-CAM of ``target`` at ``layer``: one forward pass and a backward pass to the layer only.
 
     ``target``: a class index, a list (one per image), ``None`` (each image's top
-    class) or a function of the logits. ``rule`` is how the ReLUs *after* the layer
-    pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``; lesson 07).
+    class) or a function of the logits. ``layer``: a dotted name or a module of the
+    model (the result's ``.layer`` is the name). ``rule`` is how the ReLUs *after*
+    the layer pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``; lesson
+    07); a rule other than plain where no ReLU runs after the layer is a ``ValueError``.
+    Works under ``torch.no_grad()``, not inside ``torch.inference_mode()``.
     """
+    check_gradients_allowed("grad_cam")
+    layer = layer_name(model, layer)
     return GradCAM(model, x, layer, rule=rule).map(target, counterfactual=counterfactual, relu=relu)
 
 
-def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str = "features.relu5") -> torch.Tensor:
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None,
+                    layer: str | nn.Module = "features.relu5") -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W)
-    times the Grad-CAM map upsampled to the input and scaled to [0, 1] per image."""
+    times the Grad-CAM map upsampled to the input and scaled to [0, 1] per image.
+    ``layer`` as for :func:`grad_cam`."""
+    check_gradients_allowed("guided_grad_cam")
+    layer = layer_name(model, layer)
     result = GradCAM(model, x, layer).map(target)
     targets = result.classes.tolist() if not callable(target) else target
     return guided_product(guided_backprop(model, x, targets), result.maps)

@@ -3,15 +3,17 @@ always hand the caller's model back exactly as it came in.
 
 Four pieces, each small enough to read in one go:
 
-* :func:`get_layer` / :func:`list_layers` — dotted names (``"features.conv4"``,
-  ``"layer4.2.conv3"``) with helpful errors.
+* :func:`get_layer` / :func:`list_layers` / :func:`layer_name` — dotted names
+  (``"features.conv4"``, ``"layer4.2.conv3"``) with helpful errors; wherever a layer
+  is asked for, the module itself (``model.features.relu5``) will do too.
 * :func:`model_guard` — a context manager that snapshots a model's state
   (training flags, ``requires_grad``, ``inplace`` flags, hooks, child modules)
   and restores it on the way out, also when an exception is raised half way.
 * :func:`capture` — forward hooks that keep the outputs of named layers, and
   :func:`activations_and_gradients`, which takes gradients of a score with
   ``torch.autograd.grad`` straight down to those outputs (parameters' ``.grad``
-  are never touched).
+  are never touched). :func:`check_gradients_allowed` is the one check every
+  gradient method makes first: no gradient can be had inside ``torch.inference_mode()``.
 * :func:`relu_rule` — a context manager that swaps the backward rule of every
   ReLU for guided backprop's or the deconvnet's (lesson 04), with no hooks and no
   module replaced.
@@ -33,10 +35,13 @@ from torch.overrides import TorchFunctionMode
 __all__ = [
     "LayerNotFoundError",
     "get_layer",
+    "layer_name",
+    "layer_names",
     "list_layers",
     "model_guard",
     "capture",
     "activations_and_gradients",
+    "check_gradients_allowed",
     "hook_counts",
     "resolve_targets",
     "class_list",
@@ -76,18 +81,64 @@ def list_layers(model: nn.Module, kind: str | None = None) -> list[str]:
     return [name for name, m in model.named_modules() if name and isinstance(m, types)]
 
 
+def _describe(value) -> str:
+    """``None``, or the type and a short repr: for error messages about a wrong argument."""
+    if value is None:
+        return "None"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def layer_name(model: nn.Module, layer: str | nn.Module) -> str:
+    """The dotted name of ``layer``, given by its name (checked) or as a module of ``model``.
+
+    >>> layer_name(model, model.features.relu5)
+    'features.relu5'
+
+    A container (``model.features``) is itself, not its first child. A module that is
+    not part of the model, or the model itself, raises :class:`LayerNotFoundError`;
+    anything but a string or a module raises ``TypeError``.
+    """
+    if not isinstance(layer, nn.Module):
+        get_layer(model, layer)  # the checks of a name: type, then existence
+        return layer
+    for name, module in model.named_modules():
+        if module is layer:
+            if not name:
+                raise LayerNotFoundError(
+                    f"the model itself is not one of its layers: give one of its sub-modules "
+                    f"or a dotted name such as 'features.conv4' (list_layers(model) shows every name)")
+            return name
+    raise LayerNotFoundError(
+        f"the {type(layer).__name__} given as a layer is not part of this model ({type(model).__name__}): "
+        "give one of its own modules (model.features.relu5, say) or a dotted name "
+        "(list_layers(model) shows every name)")
+
+
+def layer_names(model: nn.Module, layers) -> list[str]:
+    """One layer or several (a list or tuple), each a dotted name or a module of ``model``,
+    as a list of dotted names — checked, so that an error comes before any work."""
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
+    elif not isinstance(layers, (list, tuple)):
+        raise TypeError("layers are a dotted name such as 'features.relu5', a module of the model, "
+                        f"or a list of these, got {_describe(layers)}")
+    return [layer_name(model, layer) for layer in layers]
+
+
 def get_layer(model: nn.Module, name: str | nn.Module) -> nn.Module:
     """The sub-module called ``name`` (dotted, as in ``model.named_modules()``).
 
-    A module passed in is returned as is, after checking it belongs to the model.
-    An unknown name raises :class:`LayerNotFoundError` listing the closest names.
+    A module passed in is returned as is, after checking it belongs to the model
+    (see :func:`layer_name`). An unknown name raises :class:`LayerNotFoundError`
+    listing the closest names.
     """
     if isinstance(name, nn.Module):
-        if not any(m is name for m in model.modules()):
-            raise LayerNotFoundError("that module is not part of this model")
+        layer_name(model, name)  # raises if the module is not one of the model's layers
         return name
     if not isinstance(name, str):
-        raise TypeError(f"a layer is named by a string such as 'features.conv4', got {type(name).__name__}")
+        raise TypeError("a layer is named by a string such as 'features.conv4' or given as a module "
+                        f"of the model, got {_describe(name)}")
     modules = dict(model.named_modules())
     if name in modules and name:
         return modules[name]
@@ -163,22 +214,37 @@ def model_guard(model: nn.Module) -> Iterator[nn.Module]:
 # --- capturing activations and gradients ----------------------------------------
 
 
-@contextlib.contextmanager
-def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = True) -> Iterator[dict]:
-    """Keep the output of each named layer during the forward passes inside the block.
+def check_gradients_allowed(what: str) -> None:
+    """Raise one clear error when a gradient cannot be had: inside ``torch.inference_mode()``.
 
-    >>> with capture(model, ["features.conv1", "features.conv4"]) as acts:
+    Every gradient method calls this first, with its own name as ``what``. (Under
+    ``torch.no_grad()`` the methods switch gradients back on for themselves, so
+    that is fine; inference mode cannot be switched off from inside.)
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{what} cannot take gradients inside torch.inference_mode(): "
+                           "run it outside that block (torch.no_grad() is fine)")
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layers, *, detach: bool = True) -> Iterator[dict]:
+    """Keep the output of each layer during the forward passes inside the block.
+
+    >>> with capture(model, ["features.conv1", model.features.conv4]) as acts:
     ...     model(x)
     >>> acts["features.conv4"].shape
 
+    ``layers`` is one layer or a list, each a dotted name or a module of the model;
+    ``acts`` is keyed by the dotted names.
     With ``detach=False`` the outputs stay in the autograd graph, so gradients can
     be taken to them with ``torch.autograd.grad`` — also on a frozen model (an output
-    that would not require grad becomes a leaf that does). Either way the kept tensor is
+    that would not require grad becomes a leaf that does), as long as gradients are
+    enabled while the model runs (``torch.enable_grad()``). Either way the kept tensor is
     safe from in-place operations later in the network. If a layer runs several times
     in one forward pass, the last output is kept. The hooks are removed on exit.
     """
-    names = [layers] if isinstance(layers, str) else list(layers)
-    found = {name: get_layer(model, name) for name in names}  # errors before any hook is added
+    names = layer_names(model, layers)  # errors before any hook is added
+    found = {name: get_layer(model, name) for name in names}
     acts: dict[str, torch.Tensor] = {}
     handles = []
 
@@ -206,9 +272,13 @@ def capture(model: nn.Module, layers: str | Sequence[str], *, detach: bool = Tru
             h.remove()
 
 
-def class_list(target, n: int, n_classes: int) -> list[int]:
+def class_list(target, n: int, n_classes: int | None) -> list[int]:
     """A class-index target as one Python int per image, checked: an int (NumPy's too)
-    for every image, or a sequence / array / tensor with one per image."""
+    for every image, or a sequence / array / tensor with one per image.
+
+    Each index must be in 0..n_classes-1; with ``n_classes=None`` (not known yet: the
+    model has not run) only the form is checked, and the caller checks the range
+    once the logits exist (:func:`resolve_targets` does)."""
     if isinstance(target, (torch.Tensor, np.ndarray)):
         target = target.tolist()
     if isinstance(target, numbers.Integral) and not isinstance(target, bool):
@@ -225,8 +295,9 @@ def class_list(target, n: int, n_classes: int) -> list[int]:
     for t in idx_list:
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
             raise TypeError(f"a class index is an int, got {t!r}")
-        if not 0 <= t < n_classes:
-            raise ValueError(f"class index {t} is out of range: this model has classes 0..{n_classes - 1}")
+        if n_classes is not None and not 0 <= t < n_classes:
+            hint = " (a negative index does not count from the end)" if t < 0 else ""
+            raise ValueError(f"class index {t} is out of range: this model has classes 0..{n_classes - 1}{hint}")
     return [int(t) for t in idx_list]
 
 
@@ -254,17 +325,21 @@ def resolve_targets(output: torch.Tensor, target) -> torch.Tensor:
 
 
 def activations_and_gradients(
-    model: nn.Module, x: torch.Tensor, layers: str | Sequence[str], target=None
+    model: nn.Module, x: torch.Tensor, layers, target=None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One forward pass, then gradients of the target score to the named layers' outputs.
+    """One forward pass, then gradients of the target score to the layers' outputs.
 
-    Returns ``(logits, activations, gradients)`` — all detached. The gradient is
+    ``layers``: one layer or a list, each a dotted name or a module of the model.
+    Returns ``(logits, activations, gradients)`` — all detached, the dictionaries
+    keyed by the layers' dotted names. The gradient is
     of the sum of the per-image scores, so each image gets the gradient of its
     own score. The model runs in eval mode (batch-norm statistics and dropout as
-    at inference). Works under ``torch.no_grad()`` and on frozen models; the
-    model comes back unchanged and no parameter's ``.grad`` is written.
+    at inference). Works under ``torch.no_grad()`` and on frozen models, not inside
+    ``torch.inference_mode()`` (a clear error); the model comes back unchanged and
+    no parameter's ``.grad`` is written.
     """
-    names = [layers] if isinstance(layers, str) else list(layers)
+    check_gradients_allowed("activations_and_gradients")
+    names = layer_names(model, layers)
     with model_guard(model), torch.enable_grad():
         model.eval()  # explanations are of the model at inference; the guard restores the flags
         with capture(model, names, detach=False) as acts:

@@ -20,17 +20,18 @@
 
 Every function runs the model in eval mode inside :func:`~course_utils.hooks.model_guard`
 and takes the gradient with ``torch.autograd.grad`` to the input only, so the
-model comes back unchanged and no parameter's ``.grad`` is written.
+model comes back unchanged and no parameter's ``.grad`` is written. They work
+under ``torch.no_grad()`` (they switch gradients on for themselves and leave the
+mode as it was); inside ``torch.inference_mode()``, where no gradient can be had,
+they raise one clear error.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .hooks import RELU_RULES, class_list, model_guard, relu_rule, resolve_targets
+from .hooks import RELU_RULES, check_gradients_allowed, class_list, model_guard, relu_rule, resolve_targets
 
 __all__ = [
     "METHODS",
@@ -80,6 +81,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
     :func:`~course_utils.hooks.resolve_targets`). The ReLUs pass gradients back by
     ``rule`` (``"plain"``, ``"guided"`` or ``"deconvnet"``).
     """
+    check_gradients_allowed("input_gradient")
     _check_input(x)
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
@@ -103,18 +105,21 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
 
 def vanilla_gradient(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
     """d logit / d input with ordinary backprop, shape like ``x``."""
+    check_gradients_allowed("vanilla_gradient")
     return input_gradient(model, x, target, "plain")[1]
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
     """The input gradient with every ReLU passing back only positive gradients where
     its input was positive (Springenberg et al. 2015)."""
+    check_gradients_allowed("guided_backprop")
     return input_gradient(model, x, target, "guided")[1]
 
 
 def deconvnet(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
     """The input gradient with every ReLU passing back the positive part of the
     gradient, whatever its forward input was (Zeiler & Fergus 2014)."""
+    check_gradients_allowed("deconvnet")
     return input_gradient(model, x, target, "deconvnet")[1]
 
 
@@ -129,8 +134,10 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     ``noise=0`` gives the plain gradient back. The target is fixed on the clean
     image (with ``None``: its top class), so every copy is asked about the same
     class. ``batch_size`` copies go through the model at once; ``progress`` shows
-    a progress bar over the batches.
+    a progress bar over the batches. A class index out of range is reported once
+    the first batch's logits show how many classes there are.
     """
+    check_gradients_allowed("smoothgrad")
     _check_input(x)
     if not noise >= 0:
         raise ValueError(f"noise is a fraction of the image's value range, >= 0; got {noise}")
@@ -146,8 +153,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
             with model_guard(model), torch.no_grad():  # the clean image fixes the class
                 model.eval()
                 classes = model(x).argmax(dim=1).tolist()
-        else:  # the range is checked against the logits of the first batch
-            classes = class_list(target, n, n_classes=math.inf)
+        else:  # the form is checked now, the range against the logits of the first batch
+            classes = class_list(target, n, n_classes=None)
         per_copy = [t for t in classes for _ in range(samples)]
 
     gen = torch.Generator().manual_seed(seed)
@@ -157,12 +164,14 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     total = torch.zeros_like(noisy)
     starts = range(0, noisy.shape[0], batch_size)
     bar = _progress(len(starts), progress, f"SmoothGrad ({samples} samples)")
-    for s in starts:
-        sl = slice(s, s + batch_size)
-        t = per_copy if callable(per_copy) else per_copy[sl]
-        total[sl] = input_gradient(model, noisy[sl], t, rule)[1]
-        bar.update(1)
-    bar.close()
+    try:
+        for s in starts:
+            sl = slice(s, s + batch_size)
+            t = per_copy if callable(per_copy) else per_copy[sl]
+            total[sl] = input_gradient(model, noisy[sl], t, rule)[1]
+            bar.update(1)
+    finally:
+        bar.close()
     return total.view(n, samples, *x.shape[1:]).mean(dim=1)
 
 
@@ -184,6 +193,7 @@ def _progress(total: int, show: bool, desc: str):
 
 def saliency(model: nn.Module, x: torch.Tensor, method: str, target=None, **smoothgrad_options) -> torch.Tensor:
     """The gradient picture of one of :data:`METHODS` by name (what the explorer calls)."""
+    check_gradients_allowed("saliency")
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {list(METHODS)}")
     if method == "SmoothGrad":

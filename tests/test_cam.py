@@ -11,7 +11,7 @@ from torch import nn
 
 from course_utils.cam import GradCAM, cam, grad_cam, guided_grad_cam, normalize_maps, upsample
 from course_utils.coursenet import CourseNet
-from course_utils.saliency import guided_backprop
+from course_utils.saliency import guided_backprop, smoothgrad
 from tests.conftest import all_hooks, assert_each_change_redraws, assert_same_state, model_state
 
 
@@ -264,10 +264,6 @@ def test_parameters_are_not_in_the_graph_below_the_layer(course):
 
 def test_grad_cam_with_relu_rules_differs_only_after_the_layer(course):
     x = torch.randn(1, 3, 64, 64)
-    # After relu5 there is no ReLU in the course model: every rule gives the same map.
-    base = grad_cam(course.model, x, 2, layer="features.relu5").maps
-    for rule in ("guided", "deconvnet"):
-        assert torch.equal(grad_cam(course.model, x, 2, layer="features.relu5", rule=rule).maps, base)
     # At relu3, relu4 and relu5 come after: the rules change the map.
     plain = grad_cam(course.model, x, 2, layer="features.relu3", relu=False).maps
     guided = grad_cam(course.model, x, 2, layer="features.relu3", relu=False, rule="guided").maps
@@ -280,6 +276,164 @@ def test_guided_grad_cam_is_the_product(course):
     heat = normalize_maps(grad_cam(course.model, x, [1, 4]).upsampled(64))
     expected = guided_backprop(course.model, x, [1, 4]) * heat[:, None]
     assert ggc.shape == x.shape and torch.allclose(ggc, expected, atol=1e-7)
+
+
+def test_a_relu_rule_with_no_relu_after_the_layer_is_an_error(course):
+    """After relu5 the course model runs only gap and fc: a rule would change nothing, so it
+    is refused (as guided_backprop refuses a model without ReLUs). The five ReLUs that ran
+    before (relu5 itself included) do not count."""
+    x = torch.randn(1, 3, 64, 64)
+    for rule in ("guided", "deconvnet"):
+        with pytest.raises(ValueError, match=rf"rule='{rule}'.*no ReLU runs after layer 'features\.relu5'.*earlier"):
+            grad_cam(course.model, x, 2, layer="features.relu5", rule=rule)
+        with pytest.raises(ValueError, match=r"no ReLU runs after layer 'features\.relu5'"):
+            GradCAM(course.model, x, ["features.relu3", "features.relu5"], rule=rule)
+        # relu4 and relu5 run after relu3: the rule applies
+        assert grad_cam(course.model, x, 2, layer="features.relu3", rule=rule).layer == "features.relu3"
+    assert grad_cam(course.model, x, 2, layer="features.relu5").layer == "features.relu5"  # plain: fine
+
+
+# --- under torch.no_grad() and torch.inference_mode() ------------------------------------------
+
+INFERENCE_MODE_MESSAGE = ("{} cannot take gradients inside torch.inference_mode(): "
+                          "run it outside that block (torch.no_grad() is fine)")
+
+
+def _grad_cam_family(model, x):
+    """Every gradient result of the Grad-CAM family for x, as one list of tensors."""
+    g = GradCAM(model, x, ["features.relu3", "features.relu5"])
+    grad, classes = g.gradients([1, 4], "features.relu3")
+    return [grad_cam(model, x, [1, 4]).maps, grad_cam(model, x, 2, layer="features.relu3", rule="guided").maps,
+            g.map([1, 4], "features.relu3").maps, g.map(None).maps, grad, classes, g.cam([1, 4], "features.relu5").maps,
+            guided_grad_cam(model, x, [1, 4])]
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "set_grad_enabled(False)"])
+def test_grad_cam_family_works_with_gradients_switched_off(mode, course):
+    """As after a notebook cell that switched gradients off: same results, and the mode is left as it was."""
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    expected = _grad_cam_family(course.model, x)
+    if mode == "no_grad":
+        with torch.no_grad():
+            got = _grad_cam_family(course.model, x)
+            assert not torch.is_grad_enabled()
+    else:
+        torch.set_grad_enabled(False)
+        try:
+            got = _grad_cam_family(course.model, x)
+            assert not torch.is_grad_enabled()
+        finally:
+            torch.set_grad_enabled(True)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("name, call", [
+    ("grad_cam", lambda m, x, kept: grad_cam(m, x, 0)),
+    ("GradCAM", lambda m, x, kept: GradCAM(m, x, "features.relu5")),
+    ("GradCAM.map", lambda m, x, kept: kept.map(0)),
+    ("GradCAM.gradients", lambda m, x, kept: kept.gradients(0)),
+    ("guided_grad_cam", lambda m, x, kept: guided_grad_cam(m, x, 0)),
+])
+def test_grad_cam_family_refuses_inference_mode_with_one_message(name, call, course):
+    x = torch.randn(1, 3, 64, 64)
+    kept = GradCAM(course.model, x, "features.relu5")  # built outside, used inside
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError) as err:
+            call(course.model, x, kept)
+    assert str(err.value) == INFERENCE_MODE_MESSAGE.format(name)
+
+
+def test_cam_takes_no_gradient_and_works_under_inference_mode(course):
+    x = torch.randn(2, 3, 64, 64)
+    kept = GradCAM(course.model, x, "features.relu5")
+    expected = cam(course.model, x, [1, 4]).maps
+    with torch.inference_mode():
+        assert torch.equal(cam(course.model, x, [1, 4]).maps, expected)
+        assert torch.allclose(kept.cam([1, 4]).maps, expected, atol=1e-5)
+
+
+# --- a layer given as a module ------------------------------------------------------------------
+
+
+def test_a_layer_given_as_a_module_is_resolved_to_its_name(course):
+    m = course.model
+    x = torch.randn(2, 3, 64, 64)
+    by_module = grad_cam(m, x, [1, 4], layer=m.features.relu5)
+    assert by_module.layer == "features.relu5"
+    assert torch.equal(by_module.maps, grad_cam(m, x, [1, 4], layer="features.relu5").maps)
+    g = GradCAM(m, x, [m.features.relu4, "features.relu5"])
+    assert g.layers == ["features.relu4", "features.relu5"]
+    assert g.map(1, m.features.relu4).layer == "features.relu4"
+    assert torch.equal(g.map(1, m.features.relu4).maps, g.map(1, "features.relu4").maps)
+    assert cam(m, x, 1, layer=m.features.relu5, fc=m.fc).layer == "features.relu5"
+    assert g.cam(1, m.features.relu5, fc=m.fc).layer == "features.relu5"
+    ggc = guided_grad_cam(m, x, [1, 4], layer=m.features.relu4)
+    assert torch.equal(ggc, guided_grad_cam(m, x, [1, 4], layer="features.relu4"))
+
+
+def test_a_container_given_as_the_layer_is_itself_not_its_first_child(course):
+    m = course.model
+    x = torch.randn(1, 3, 64, 64)
+    res = grad_cam(m, x, 3, layer=m.features)
+    assert res.layer == "features" and res.maps.shape == (1, 16, 16)  # not conv1's 64 x 64
+    assert torch.equal(res.maps, grad_cam(m, x, 3, layer="features.relu5").maps)  # features ends with relu5
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, x: grad_cam(m, x, 0, layer=None), TypeError,
+     r"a layer is named by a string such as 'features.conv4' or given as a module of the model, got None"),
+    (lambda m, x: GradCAM(m, x, None), TypeError, r"a dotted name.*a module of the model.*or a list of these, got None"),
+    (lambda m, x: GradCAM(m, x, []), ValueError, r"GradCAM needs at least one layer"),
+    (lambda m, x: grad_cam(m, x, 0, layer=["features.relu5"]), TypeError, r"got list \['features.relu5'\]"),
+    (lambda m, x: cam(m, x, 0, layer=None), TypeError, r"named by a string.*got None"),
+    (lambda m, x: cam(m, x, 0, fc=3), TypeError, r"named by a string.*got int 3"),
+    (lambda m, x: grad_cam(m, x, 0, layer=nn.ReLU()), KeyError,
+     r"the ReLU given as a layer is not part of this model \(CourseNet\)"),
+    (lambda m, x: grad_cam(m, x, 0, layer=m), KeyError, r"the model itself is not one of its layers"),
+])
+def test_a_layer_that_is_none_or_not_in_the_model_is_refused_clearly(call, error, message, course):
+    with pytest.raises(error, match=message):
+        call(course.model, torch.randn(1, 3, 64, 64))
+
+
+# --- every new error path leaves the model as it was ------------------------------------------------
+
+
+def _inside_inference_mode(call):
+    def run(m, x):
+        with torch.inference_mode():
+            call(m, x)
+    return run
+
+
+@pytest.mark.parametrize("call", [
+    _inside_inference_mode(lambda m, x: grad_cam(m, x, 0, layer="layer4")),
+    _inside_inference_mode(lambda m, x: guided_grad_cam(m, x, 0, layer="layer4")),
+    _inside_inference_mode(lambda m, x: guided_backprop(m, x, 0)),
+    _inside_inference_mode(lambda m, x: smoothgrad(m, x, 0, samples=2, progress=False)),
+    lambda m, x: grad_cam(m, x, 0, layer=None),
+    lambda m, x: grad_cam(m, x, 0, layer=nn.Conv2d(3, 3, 1)),
+    lambda m, x: cam(m, x, 0, layer=m.layer4, fc=None),
+    lambda m, x: grad_cam(m, x, 0, layer=m.layer4, rule="guided"),
+    lambda m, x: GradCAM(m, x, [m.layer3, "layer4"], rule="deconvnet"),
+    lambda m, x: smoothgrad(m, x, -1, samples=2, progress=False),
+    lambda m, x: grad_cam(m, x, 1000, layer=m.layer4),
+], ids=["grad-cam in inference mode", "guided grad-cam in inference mode", "guided backprop in inference mode",
+        "smoothgrad in inference mode", "layer None", "foreign layer", "fc None", "rule, no ReLU after",
+        "rule, no ReLU after the last layer", "smoothgrad class -1", "class 1000"])
+def test_new_error_paths_leave_the_model_unchanged(call, resnet18_random):
+    model = resnet18_random
+    model.train()
+    model.layer1[1].relu.inplace = False
+    model.layer2[0].conv1.weight.requires_grad_(False)
+    before = model_state(model)
+    with pytest.raises((ValueError, TypeError, RuntimeError, KeyError)):
+        call(model, torch.randn(1, 3, 64, 64))
+    assert_same_state(before, model_state(model))
+    assert all_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
 
 
 # --- upsampling and normalization ------------------------------------------------------------------
@@ -311,9 +465,10 @@ EXPLORER_CHANGES = {
     "CAMExplorer": [("target", 3), ("cmap", "inferno"), ("alpha", 0.2), ("image", "two objects 1")],
     "GradCAMExplorer": [("target", 3), ("layer", "features.relu4"), ("counterfactual", True), ("cmap", "gray"),
                         ("alpha", 0.8), ("image", "photo: cat")],
+    # (the layer moves to relu5 only with a method that has no ReLU rule: after relu5 no ReLU runs)
     "GuidedGradCAMExplorer": [("method", "guided backprop"), ("method", "Grad-CAM, guided ReLUs"),
-                              ("method", "Grad-CAM, deconvnet ReLUs"), ("layer", "features.relu5"),
-                              ("method", "Grad-CAM"), ("target", 2), ("image", "scene 4")],
+                              ("method", "Grad-CAM, deconvnet ReLUs"), ("method", "Grad-CAM"),
+                              ("layer", "features.relu5"), ("target", 2), ("image", "scene 4")],
 }
 
 

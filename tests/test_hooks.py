@@ -11,7 +11,9 @@ from course_utils.hooks import (
     LayerNotFoundError,
     activations_and_gradients,
     capture,
+    class_list,
     get_layer,
+    layer_name,
     list_layers,
     model_guard,
     resolve_targets,
@@ -62,6 +64,51 @@ def test_get_layer_rejects_foreign_modules_and_non_strings():
         get_layer(CourseNet(), 3)
     with pytest.raises(LayerNotFoundError):
         get_layer(CourseNet(), "")  # the root is not a layer
+
+
+def test_a_layer_given_as_a_module_is_resolved_to_its_dotted_name():
+    model = CourseNet()
+    assert layer_name(model, model.features.relu5) == "features.relu5"
+    assert layer_name(model, model.features) == "features"  # a container is itself, not a child
+    assert layer_name(model, "features.conv2") == "features.conv2"
+    assert get_layer(model, model.features) is model.features
+    with pytest.raises(LayerNotFoundError, match=r"the ReLU given as a layer is not part of this model \(CourseNet\)"):
+        layer_name(model, nn.ReLU())
+    with pytest.raises(LayerNotFoundError, match="the model itself is not one of its layers"):
+        get_layer(model, model)
+    with pytest.raises(TypeError, match="named by a string such as 'features.conv4' or given as a module "
+                                        "of the model, got None"):
+        get_layer(model, None)
+
+
+def test_capture_and_gradients_take_modules_and_report_names():
+    model = tiny_linear_head()
+    x = torch.randn(1, 1, 4, 4)
+    with capture(model, [model[0], "2"]) as acts:
+        model(x)
+    assert sorted(acts) == ["0", "2"]
+    with capture(model, model[1]) as acts:
+        model(x)
+    assert list(acts) == ["1"]
+    _, acts, grads = activations_and_gradients(model, x, model[2], target=1)
+    assert list(acts) == list(grads) == ["2"] and torch.allclose(grads["2"][0], model[3].weight[1])
+    with pytest.raises(TypeError, match=r"a dotted name such as 'features.relu5', a module of the model, "
+                                        r"or a list of these, got None"):
+        activations_and_gradients(model, x, None, target=0)
+    with pytest.raises(TypeError, match="got None"):
+        with capture(model, None):
+            pass
+    assert all_hooks(model) == 0
+
+
+def test_activations_and_gradients_refuses_inference_mode():
+    model = tiny_linear_head()
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError) as err:
+            activations_and_gradients(model, torch.randn(1, 1, 4, 4), "2", target=0)
+    assert str(err.value) == ("activations_and_gradients cannot take gradients inside torch.inference_mode(): "
+                              "run it outside that block (torch.no_grad() is fine)")
+    assert all_hooks(model) == 0
 
 
 # --- the guard ---------------------------------------------------------------------
@@ -159,6 +206,20 @@ def test_resolve_targets_every_form():
 def test_resolve_targets_errors(target, error, message):
     with pytest.raises(error, match=message):
         resolve_targets(torch.zeros(2, 3), target)
+
+
+def test_class_range_message_states_the_real_range():
+    with pytest.raises(ValueError) as err:
+        class_list(-1, 1, 6)
+    assert str(err.value) == ("class index -1 is out of range: this model has classes 0..5 "
+                              "(a negative index does not count from the end)")
+    with pytest.raises(ValueError) as err:
+        class_list([0, 6], 2, 6)
+    assert str(err.value) == "class index 6 is out of range: this model has classes 0..5"
+    # before the number of classes is known, only the form is checked (the range once the logits exist)
+    assert class_list([-1, 99], 2, None) == [-1, 99]
+    with pytest.raises(TypeError, match="a class index is an int"):
+        class_list([0, 1.5], 2, None)
 
 
 # --- gradients ---------------------------------------------------------------------

@@ -187,6 +187,53 @@ def test_works_under_no_grad_and_on_a_frozen_model():
     assert all(not p.requires_grad for p in model.parameters())
 
 
+SALIENCY_METHODS = {
+    "input_gradient": lambda m, x, t: input_gradient(m, x, t, "deconvnet")[1],
+    "vanilla_gradient": vanilla_gradient,
+    "guided_backprop": guided_backprop,
+    "deconvnet": deconvnet,
+    "smoothgrad": lambda m, x, t: smoothgrad(m, x, t, rule="guided", samples=3, batch_size=2, progress=False),
+    "saliency": lambda m, x, t: saliency(m, x, "SmoothGrad", t, samples=2, progress=False),
+}
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "set_grad_enabled(False)"])
+def test_every_method_works_with_gradients_switched_off(mode):
+    """Pinned: as after a notebook cell that switched gradients off. Same results, mode left as it was."""
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = {name: f(model, x, [1, 4]) for name, f in SALIENCY_METHODS.items()}
+    switch_off = torch.no_grad() if mode == "no_grad" else _grad_mode_off()
+    with switch_off:
+        got = {name: f(model, x, [1, 4]) for name, f in SALIENCY_METHODS.items()}
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    for name in SALIENCY_METHODS:
+        assert expected[name].abs().sum() > 0 and torch.equal(got[name], expected[name]), name
+
+
+class _grad_mode_off:
+    """torch.set_grad_enabled(False) as a notebook cell leaves it, switched back on after the test."""
+
+    def __enter__(self):
+        torch.set_grad_enabled(False)
+
+    def __exit__(self, *exc):
+        torch.set_grad_enabled(True)
+
+
+@pytest.mark.parametrize("name", list(SALIENCY_METHODS))
+def test_every_method_refuses_inference_mode_with_one_message(name):
+    model = one_conv_one_relu()
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError) as err:
+            SALIENCY_METHODS[name](model, torch.tensor(X).view(1, 1, 3, 3), 0)
+    assert str(err.value) == (f"{name} cannot take gradients inside torch.inference_mode(): "
+                              "run it outside that block (torch.no_grad() is fine)")
+    assert all_hooks(model) == 0
+
+
 # --- torchvision ResNets: in-place ReLUs, one ReLU module used several times ------------
 
 
@@ -292,6 +339,24 @@ def test_resnet_comes_back_unchanged(call, resnet18_random):
 def test_class_out_of_range_says_the_range(resnet18_random):
     with pytest.raises(ValueError, match=r"class index 1000 is out of range.*0\.\.999"):
         vanilla_gradient(resnet18_random, torch.randn(1, 3, 32, 32), 1000)
+
+
+@pytest.mark.parametrize("target", [-1, 6])
+@pytest.mark.parametrize("method", ["smoothgrad", "grad_cam", "vanilla_gradient", "guided_backprop", "cam"])
+def test_a_class_out_of_range_states_the_real_range_for_every_method(method, target, course_random):
+    from course_utils import cam
+
+    call = {
+        "smoothgrad": lambda m, x, t: smoothgrad(m, x, t, samples=2, progress=False),
+        "grad_cam": cam.grad_cam,
+        "vanilla_gradient": vanilla_gradient,
+        "guided_backprop": guided_backprop,
+        "cam": cam.cam,
+    }[method]
+    with pytest.raises(ValueError) as err:
+        call(course_random, torch.randn(1, 3, 32, 32), target)
+    hint = " (a negative index does not count from the end)" if target < 0 else ""
+    assert str(err.value) == f"class index {target} is out of range: this model has classes 0..5{hint}"
 
 
 @pytest.mark.parametrize("bad, message", [
