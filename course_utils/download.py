@@ -5,7 +5,7 @@
 
 Run it once while online (Binder's postBuild does); afterwards the lessons
 find the weights with no network. The course model needs no download: it is
-shipped in datasets/coursenet.pt.
+shipped in course_utils/checkpoints/coursenet.pt.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ masks' size (bilinear) when needed — and masks (N, H, W) bool:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -246,28 +247,50 @@ def ssim(a, b, window: int = 7, sigma: float = 1.5) -> float:
 # --- the model-randomization test ---------------------------------------------------------------
 
 
-def _reset(module: nn.Module) -> None:
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # their reset draws nothing
+
+
+def _check_resettable(model: nn.Module, name: str) -> None:
+    for sub_name, m in get_layer(model, name).named_modules(prefix=name):
+        has_weights = any(True for _ in m.parameters(recurse=False))
+        if has_weights and not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, *_NORMS)):
+            raise TypeError(f"cascading_randomization re-initialises linear, convolution and normalisation "
+                            f"layers only; {sub_name!r} is an nn.{type(m).__name__}")
+
+
+def _reset(module: nn.Module, generator: torch.Generator) -> None:
+    """Re-initialise every layer in ``module`` as its ``reset_parameters()`` does, but
+    drawing from ``generator``: the same numbers as ``torch.manual_seed(seed)`` followed
+    by ``reset_parameters()``, without touching the global random state."""
     for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, _NORMS):
+            m.reset_parameters()  # weight 1, bias 0, and fresh running statistics
 
 
 def cascading_randomization(model: nn.Module, layers: Sequence[str], seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
     """A copy of ``model`` with more and more layers re-initialised, from the top:
     yields ``(layer, copy)`` after each of ``layers`` (give them top first) is reset
     with its own default initialisation — the same copy each time, one more layer
-    reset, so use it before asking for the next. The model itself is never changed; the
-    global random state is left as it was; the same seed gives the same weights."""
+    reset, so use it before asking for the next. The model itself is never changed.
+
+    The random numbers come from a private ``torch.Generator`` seeded with ``seed``:
+    the global random state is never used nor restored, so what you do between the
+    steps (``torch.rand``, a ``torch.manual_seed``, stopping early) changes nothing
+    here, and the same seed always gives the same weights — those that
+    ``torch.manual_seed(seed)`` and each layer's ``reset_parameters()`` in turn give.
+    Linear, convolution and normalisation layers (and blocks made of them) can be reset."""
     names = list(layers)
     for name in names:
-        get_layer(model, name)  # unknown names fail before anything is copied
+        _check_resettable(model, name)  # unknown or unsupported layers fail before anything is copied
     twin = copy.deepcopy(model).eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name in names:
-            with torch.no_grad():
-                _reset(get_layer(twin, name))
-            yield name, twin
-
+    generator = torch.Generator().manual_seed(seed)
+    for name in names:
+        with torch.no_grad():
+            _reset(get_layer(twin, name), generator)
+        yield name, twin

@@ -10,7 +10,8 @@ array: height x width x 3 colour channels, values 0..255, dtype ``uint8``.
 ((480, 640, 3), dtype('uint8'))
 
 It accepts a file path, the bytes of an image file, a ``PIL.Image.Image`` or a
-numpy array, and when something cannot be loaded it raises
+numpy array (``bytes`` are always an image file's *contents*: a path goes in
+as ``str`` or ``pathlib.Path``), and when something cannot be loaded it raises
 :class:`ImageLoadError` with a message that says *which* input failed and *why*
 (missing file, empty file, not an image, truncated download, too large, ...).
 
@@ -19,7 +20,9 @@ How colours are converted (the rules worth knowing):
 * **Transparency is composited onto white.**  A transparent pixel of a PNG
   icon becomes white, not black; a half-transparent pixel is blended half-way
   towards white: ``out = (colour * alpha + 255 * (255 - alpha)) / 255``.
-  This applies to RGBA, LA, palette images with transparency and RGBA arrays.
+  This applies to RGBA, LA, palette images with transparency and RGBA arrays,
+  and to images with one transparent colour (a PNG ``tRNS`` chunk), 16-bit
+  grayscale included. Premultiplied alpha (modes ``RGBa``, ``La``) is undone first.
 * **16-bit images are scaled, not clipped:** 0..65535 maps to 0..255
   (``round(v * 255 / 65535)``), so 65535 -> 255, 32896 -> 128, 257 -> 1.
 * **32-bit integer images** (PIL mode ``"I"``): if the largest value is at most
@@ -31,6 +34,10 @@ How colours are converted (the rules worth knowing):
   are; otherwise they are stretched so the minimum -> 0 and the maximum -> 255.
 * **Float arrays are stricter:** they must lie in [0, 1] (a float array in
   0..255 is almost always a forgotten ``/ 255``, so it is refused with a hint).
+* **Rounding errors are forgiven:** a float value less than half a grey level
+  (1/510) outside [0, 1], such as the 1.0000001 that arithmetic in float32
+  leaves behind, is clipped to [0, 1], since it rounds to 0 or 255 anyway.
+  This holds for float arrays and for mode ``"F"``.
 * Grayscale becomes R = G = B; CMYK, YCbCr, LAB and HSV go through PIL's own
   conversion to RGB.
 * The EXIF orientation tag of photos is applied (a phone picture taken upright
@@ -75,6 +82,10 @@ _ACCEPTED = (
 # Errors PIL raises while reading a damaged or unsupported file.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
+#: How far outside [0, 1] a float may be and still be read as in it: less than half a
+#: grey level, so the value rounds to 0 or 255 anyway (float32 arithmetic leaves 1.0000001).
+_ROUNDING_SLACK = 0.5 / 255
+
 
 class ImageLoadError(ValueError):
     """An image could not be loaded.
@@ -109,11 +120,15 @@ def load_image(source: ImageSource, *, max_pixels: int = 40_000_000) -> np.ndarr
         * a path to an image file (``str`` or ``pathlib.Path``; ``~`` is
           expanded to your home folder);
         * the encoded contents of an image file as ``bytes``, ``bytearray`` or
-          ``memoryview`` (for example a download);
+          ``memoryview`` (for example a download). Bytes are never taken as a
+          file name: pass a path as ``str`` or ``pathlib.Path`` (or
+          ``os.fsdecode(name)``); bytes that are not an image but name an
+          existing file get an error that says so;
         * a ``PIL.Image.Image`` of any mode;
         * a numpy array of shape (H, W) (grayscale), (H, W, 1), (H, W, 3) (RGB)
           or (H, W, 4) (RGBA), with dtype ``uint8``, ``uint16`` (scaled to
-          0..255), ``bool`` (True -> 255) or float (values within [0, 1]).
+          0..255), ``bool`` (True -> 255) or float (values within [0, 1], up to
+          a rounding error of less than 1/510, which is clipped).
     max_pixels:
         Refuse images with more than this many pixels (height x width).  For
         files and bytes the size is read from the header, *before* any pixel
@@ -224,7 +239,19 @@ def _unidentified_reason(stream, noun: str) -> str:
     if size is not None:
         width, height = size
         return f"the header declares a zero width or height ({width}x{height} pixels)"
-    return f"the {noun} is not an image file PIL can read"
+    reason = f"the {noun} is not an image file PIL can read"
+    if noun == "data":  # bytes given to load_image
+        stream.seek(0)
+        if _names_a_file(stream.read(4097)):
+            return (f"{reason}: these bytes are the name of a file, not its contents; "
+                    "pass the path as str or pathlib.Path")
+        reason += " (bytes are taken as an image file's contents; pass a path as str or pathlib.Path)"
+    return reason
+
+
+def _names_a_file(data: bytes) -> bool:
+    """Whether ``data`` is the name of an existing file (a path given as bytes)."""
+    return len(data) <= 4096 and b"\0" not in data and os.path.isfile(os.fsdecode(data))
 
 
 def _zero_size_in_header(head: bytes) -> tuple[int, int] | None:
@@ -302,9 +329,15 @@ def _pil_to_rgb(image: Image.Image, label: str) -> np.ndarray:
     mode = image.mode
     if mode.startswith("I;16") or mode == "I":
         values = np.asarray(image)
-        return _gray_to_rgb(_scale_uint16(values) if mode != "I" else _scale_int32(values))
+        rgb = _gray_to_rgb(_scale_uint16(values) if mode != "I" else _scale_int32(values))
+        transparent = image.info.get("transparency")  # one grey value (PNG tRNS), fully transparent
+        if isinstance(transparent, int):
+            rgb[values == transparent] = 255  # onto white, as every other transparency
+        return rgb
     if mode == "F":
         return _gray_to_rgb(_scale_pil_float(np.asarray(image), label))
+    if mode == "La":  # premultiplied; PIL converts it only to LA
+        image = image.convert("LA")
     if mode in ("RGBA", "RGBa", "LA", "La", "PA", "P") or "transparency" in image.info:
         return _composite_on_white(np.asarray(image.convert("RGBA")))
     try:
@@ -326,12 +359,13 @@ def _scale_int32(values: np.ndarray) -> np.ndarray:
 
 
 def _scale_pil_float(values: np.ndarray, label: str) -> np.ndarray:
-    """32-bit floats: [0, 1] -> x255, [0, 255] -> as is, anything else -> min-max."""
+    """32-bit floats: [0, 1] (up to a rounding error) -> x255, [0, 255] -> as is,
+    anything else -> min-max."""
     values = values.astype(np.float64)
     if not np.isfinite(values).all():
         raise ImageLoadError(label, "the float image contains NaN or infinite values")
     low, high = float(values.min()), float(values.max())
-    if low >= 0 and high <= 1:
+    if low >= -_ROUNDING_SLACK and high <= 1 + _ROUNDING_SLACK:
         values = values * 255
     elif low < 0 or high > 255:
         values = (values - low) * (255 / (high - low)) if high > low else values
@@ -403,19 +437,22 @@ def _scale_uint16(values: np.ndarray) -> np.ndarray:
 
 
 def _scale_unit_float(array: np.ndarray, label: str) -> np.ndarray:
-    """Floats in [0, 1] -> round(x * 255); anything else is refused."""
+    """Floats in [0, 1] -> round(x * 255), a rounding error outside clipped; anything else is refused."""
     values = array.astype(np.float64)
     if not np.isfinite(values).all():
         raise ImageLoadError(label, "the array contains NaN or infinite values")
     low, high = float(values.min()), float(values.max())
-    if low < 0 or high > 1:
+    if low < -_ROUNDING_SLACK or high > 1 + _ROUNDING_SLACK:
+        # 6 significant digits always show the overshoot: it is at least 0.00196
         found = f"values range from {low:g} to {high:g}, but float images must lie within [0, 1]"
-        if low >= 0 and high <= 255:
+        if low >= -0.01 and high <= 1.01:
+            hint = "they are slightly outside it: clip them first with np.clip(a, 0, 1)"
+        elif low >= 0 and high <= 255:
             hint = "they look like 0..255 values: divide the array by 255 first"
         else:
             hint = "rescale them first, e.g. (a - a.min()) / (a.max() - a.min())"
         raise ImageLoadError(label, f"{found}; {hint}")
-    return np.rint(values * 255).astype(np.uint8)
+    return np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------

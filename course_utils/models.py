@@ -1,6 +1,6 @@
 """Load the course model and ImageNet models by name, with their preprocessing and labels.
 
-    >>> m = load_model("course")          # always there: shipped in datasets/
+    >>> m = load_model("course")          # always there: shipped in course_utils/checkpoints/
     >>> x = m.batch([scene.image])        # (1, 3, 64, 64), normalised
     >>> m.top_classes(m.model(x))         # [[('star', 0.99), ...]]
 
@@ -30,6 +30,7 @@ from PIL import Image
 from torch import nn
 
 from . import coursenet
+from .hooks import model_guard
 
 __all__ = [
     "MODEL_NAMES",
@@ -42,7 +43,9 @@ __all__ = [
     "weights_path",
 ]
 
-COURSE_CHECKPOINT = Path(__file__).resolve().parent.parent / "datasets" / "coursenet.pt"
+#: The shipped checkpoints are package data: they install with the course, editable or not.
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+COURSE_CHECKPOINT = CHECKPOINTS / "coursenet.pt"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ SHORTCUT = "shortcut"
 
 
 class WeightsNotAvailableError(RuntimeError):
-    """The weights are neither on this machine nor downloadable right now."""
+    """The weights are neither on this machine nor downloadable right now, or the
+    file on this machine is damaged (the message names the file and what is wrong)."""
 
 
 def course_checkpoint_path() -> Path:
@@ -95,7 +99,12 @@ def weights_path(name: str) -> Path:
 
 
 def available_models() -> dict[str, bool]:
-    """``{name: weights are on this machine}`` for every model. Never uses the network."""
+    """``{name: weights are on this machine}`` for every model. Never uses the network.
+
+    It only checks that each weights file exists, so that it stays instant (it never
+    reads the 100-500 MB ImageNet files): a damaged file is listed as available here,
+    and :func:`load_model` reports what is wrong with it.
+    """
     return {name: weights_path(name).is_file() for name in MODEL_NAMES}
 
 
@@ -124,10 +133,10 @@ class _CourseTransform:
         self.std = torch.tensor(coursenet.STD).view(3, 1, 1)
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        _, h, w = img.shape
+        _, h, w = img.shape  # (channels, height, width)
         if (h, w) != (self.size, self.size):
             s = min(h, w)
-            top, left = (h - s) // 2, (w - s) // 2
+            top, left = (h - s) // 2, (w - s) // 2  # rows cut above, columns cut on the left
             img = img[:, top : top + s, left : left + s]
             img = torchvision.transforms.functional.resize(img, [self.size, self.size], antialias=True)
         return (img.float() / 255.0 - self.mean) / self.std
@@ -180,13 +189,36 @@ class LoadedModel:
             for pr, ix in zip(p, idx)
         ]
 
-    @torch.no_grad()
     def predict(self, images: Sequence, k: int = 5) -> list[list[tuple[str, float]]]:
-        """The top ``k`` classes of each image (the model is left as it was)."""
-        return self.top_classes(self.model(self.batch(images)), k)
+        """The top ``k`` classes of each image, always in eval mode: a model in train mode
+        would predict with batch statistics and update its batch-norm running statistics.
+        The model is handed back as it was (train mode included)."""
+        x = self.batch(images)
+        with model_guard(self.model), torch.no_grad():
+            self.model.eval()
+            logits = self.model(x)
+        return self.top_classes(logits, k)
 
 
 # --- loading ----------------------------------------------------------------------
+
+
+def _repair_advice(name: str) -> str:
+    """How to get a good weights file for ``name`` back."""
+    if name in ("course", SHORTCUT):
+        shipped = "shortcutnet.pt" if name == SHORTCUT else "coursenet.pt"
+        retrain = "python -m course_utils.train" + (" --shortcut" if name == SHORTCUT else "")
+        advice = (f"The checkpoint is shipped with the course: restore it with "
+                  f"`git checkout course_utils/checkpoints/{shipped}` (or reinstall the course), "
+                  f"or retrain it with `{retrain}`.")
+        if name == "course" and course_checkpoint_path() != COURSE_CHECKPOINT:
+            advice += " (The COURSE_CHECKPOINT environment variable points at this file; unset it to use the shipped one.)"
+        return advice
+    return f"Delete it and fetch it again: `python -m course_utils.download {name}`."
+
+
+def _damaged(name: str, path: Path, what: str) -> WeightsNotAvailableError:
+    return WeightsNotAvailableError(f"the weights file for {name!r} at {path} is unusable: {what}. {_repair_advice(name)}")
 
 
 def _load_state(path: Path, name: str):
@@ -195,34 +227,72 @@ def _load_state(path: Path, name: str):
     except Exception as exc:  # a half-written or foreign file
         raise WeightsNotAvailableError(
             f"the weights file for {name!r} at {path} cannot be read: it is damaged or not a "
-            f"PyTorch weights file ({type(exc).__name__}). "
-            f"Delete it and fetch it again: python -m course_utils.download {name}"
+            f"PyTorch weights file ({type(exc).__name__}). {_repair_advice(name)}"
         ) from exc
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    """The first ``n`` keys, quoted, and how many more there are."""
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def _load_weights(model: nn.Module, state, arch: str) -> str | None:
+    """Load ``state`` into ``model``; if it does not fit, say why (else None): not a
+    dict of tensors, other names or shapes than the ``arch`` architecture, NaN or inf.
+    Keys torch fills in itself (``num_batches_tracked`` of old files) are not missing."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a state dict of weights"
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        return f"entries that are not a tensor: {_few(not_tensors)}"
+    for k, v in model.state_dict().items():
+        if k in state and state[k].shape != v.shape:
+            return (f"{k} has shape {tuple(state[k].shape)} in the file, "
+                    f"but the {arch} architecture needs {tuple(v.shape)}")
+    keys = model.load_state_dict(state, strict=False)
+    if keys.missing_keys or keys.unexpected_keys:
+        return (f"these are not the {arch} architecture's weights (missing: {_few(keys.missing_keys) or 'none'}; "
+                f"unexpected: {_few(keys.unexpected_keys) or 'none'})")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        return f"weights with NaN or infinite values: {_few(bad)}"
+    return None
 
 
 def _load_course(device, name: str = "course") -> LoadedModel:
     path = weights_path(name)
-    if name == SHORTCUT and not path.is_file():
-        raise WeightsNotAvailableError(
-            f"the shortcut model's checkpoint is missing: {path}. It is part of the repository "
-            "(datasets/shortcutnet.pt); retrain it with `python -m course_utils.train --shortcut`.")
     if not path.is_file():
-        raise WeightsNotAvailableError(
-            f"the course model's checkpoint is missing: {path}. It is part of the repository "
-            "(datasets/coursenet.pt); restore it with `git checkout datasets/coursenet.pt` "
-            "or retrain it with `python -m course_utils.train`."
-        )
+        which = "shortcut model's" if name == SHORTCUT else "course model's"
+        raise WeightsNotAvailableError(f"the {which} checkpoint is missing: {path}. {_repair_advice(name)}")
     ckpt = _load_state(path, name)
-    model = coursenet.CourseNet(n_classes=len(ckpt["classes"]))
-    model.load_state_dict(ckpt["state_dict"])
+    if not isinstance(ckpt, dict):
+        raise _damaged(name, path, f"it holds a {type(ckpt).__name__}, not a course checkpoint "
+                                   "(a dict with 'state_dict', 'classes', 'mean' and 'std')")
+    absent = [k for k in ("state_dict", "classes", "mean", "std") if k not in ckpt]
+    if absent:
+        tensors_only = ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        bare = " (it looks like a bare state dict)" if tensors_only else ""
+        raise _damaged(name, path, f"it is not a course checkpoint{bare}: it has no {_few(absent, 4)} "
+                                   f"entr{'y' if len(absent) == 1 else 'ies'}; the course saves the weights "
+                                   "under 'state_dict' next to 'classes', 'mean' and 'std'")
+    classes, mean, std = ckpt["classes"], ckpt["mean"], ckpt["std"]
+    if not (isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes)):
+        raise _damaged(name, path, f"its 'classes' are not a list of class names (got {type(classes).__name__})")
+    if not all(isinstance(v, (list, tuple)) and len(v) == 3 for v in (mean, std)):
+        raise _damaged(name, path, "its 'mean' and 'std' are not three numbers each")
+    model = coursenet.CourseNet(n_classes=len(classes))
+    problem = _load_weights(model, ckpt["state_dict"], "course")
+    if problem:
+        raise _damaged(name, path, problem)
     info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return LoadedModel(
         name=name,
         model=model.to(device).eval(),
-        categories=list(ckpt["classes"]),
+        categories=list(classes),
         transform=_CourseTransform(),
-        mean=tuple(ckpt["mean"]),
-        std=tuple(ckpt["std"]),
+        mean=tuple(mean),
+        std=tuple(std),
         last_conv_layer="features.relu5",
         input_size=coursenet.INPUT_SIZE,
         info=info,
@@ -243,7 +313,10 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
 
     ``download=True`` fetches missing ImageNet weights into torch's cache first;
     by default nothing touches the network and missing weights raise
-    :class:`WeightsNotAvailableError` with instructions.
+    :class:`WeightsNotAvailableError` with instructions. A damaged weights file
+    (unreadable, another architecture's weights, a bare state dict where the course
+    checkpoint is expected, NaN or infinite values) raises the same error, naming the
+    file, what is wrong with it and how to get a good one back.
     """
     name = _check_name(name)
     if name in ("course", SHORTCUT):
@@ -255,7 +328,9 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
             raise WeightsNotAvailableError(_not_cached_message(name, path))
         download_weights([name])
     model = spec.builder(weights=None)
-    model.load_state_dict(_load_state(path, name))
+    problem = _load_weights(model, _load_state(path, name), name)
+    if problem:
+        raise _damaged(name, path, problem)
     tf = spec.weights.transforms()
     return LoadedModel(
         name=name,

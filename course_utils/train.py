@@ -1,7 +1,7 @@
 """Train the course model on synthetic scenes and write its checkpoint.
 
-    python -m course_utils.train            # writes datasets/coursenet.pt
-    python -m course_utils.train --shortcut # writes datasets/shortcutnet.pt (lesson 10)
+    python -m course_utils.train            # writes course_utils/checkpoints/coursenet.pt
+    python -m course_utils.train --shortcut # writes course_utils/checkpoints/shortcutnet.pt (lesson 10)
 
 Every epoch draws fresh scenes (the generator is cheap), so the model never
 sees the same image twice and never sees the held-out scenes, which come from
@@ -21,13 +21,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .coursenet import MEAN, STD, CourseNet
+from .models import COURSE_CHECKPOINT
 from .scenes import CLASSES, make_scenes
 
 TRAIN_SEED = 0  # scenes for training: seed 0, a new range of indices per epoch
 HELDOUT_SEED = 1  # the fixed held-out set: seed 1, indices 0..599
 HELDOUT_SIZE = 600
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "datasets" / "coursenet.pt"
-SHORTCUT_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("shortcutnet.pt")
+DEFAULT_CHECKPOINT = COURSE_CHECKPOINT
+SHORTCUT_CHECKPOINT = COURSE_CHECKPOINT.with_name("shortcutnet.pt")
 #: Lesson 10's shortcut model: trained briefly on scenes whose background gives the class away.
 SHORTCUT = {"bias": 0.95, "epochs": 3, "per_epoch": 3000}
 

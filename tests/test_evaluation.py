@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -136,6 +139,82 @@ def test_cascading_randomization_goes_top_down_and_leaves_the_model():
     a = [dict(t.named_parameters())["fc.weight"].clone() for _, t in ev.cascading_randomization(model, ["fc"], 5)]
     b = [dict(t.named_parameters())["fc.weight"].clone() for _, t in ev.cascading_randomization(model, ["fc"], 5)]
     assert torch.equal(a[0], b[0])
+
+
+LAYERS = ["fc", "features.conv5", "features.conv4", "features.conv1"]
+
+
+def randomized_weights(model, consume_rng: bool):
+    """The twin's state after each step, with or without a torch.rand in the loop body."""
+    steps = []
+    for _, twin in ev.cascading_randomization(model, LAYERS, seed=3):
+        if consume_rng:
+            torch.rand(1000)
+        steps.append({k: v.clone() for k, v in twin.state_dict().items()})
+    return steps
+
+
+def test_cascading_randomization_does_not_depend_on_the_loop_body():
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    quiet, busy = randomized_weights(model, False), randomized_weights(model, True)
+    for step_quiet, step_busy in zip(quiet, busy, strict=True):
+        for k in step_quiet:
+            assert torch.equal(step_quiet[k], step_busy[k]), k
+
+
+def test_cascading_randomization_broken_off_leaves_a_later_seed_alone():
+    model = CourseNet().eval()
+    gen = ev.cascading_randomization(model, LAYERS, seed=0)
+    next(gen)  # break after the first step
+    torch.manual_seed(123)
+    del gen
+    gc.collect()
+    got = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(got, torch.rand(3))
+
+
+def test_cascading_randomization_never_touches_the_global_random_state():
+    model = CourseNet().eval()
+    torch.manual_seed(7)
+    before = torch.random.get_rng_state()
+    for _, twin in ev.cascading_randomization(model, LAYERS, seed=0):
+        assert torch.equal(torch.random.get_rng_state(), before)  # also between the steps
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_cascading_randomization_draws_what_reset_parameters_draws_after_manual_seed():
+    """Lesson 09's exercise 2 redoes the first steps by hand with torch.manual_seed(seed)
+    and reset_parameters(): the generator must give the same weights."""
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    steps = randomized_weights(model, False)
+    by_hand = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        for layer, step in zip(LAYERS, steps):
+            by_hand.get_submodule(layer).reset_parameters()
+            for k, v in by_hand.state_dict().items():
+                assert torch.equal(v, step[k]), (layer, k)
+
+
+def test_cascading_randomization_resets_batch_norm_layers_too():
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    with torch.no_grad():
+        model.features.bn5.weight.fill_(3.0)
+        model.features.bn5.running_var.fill_(5.0)
+    _, twin = next(ev.cascading_randomization(model, ["features.bn5"]))
+    assert torch.equal(twin.features.bn5.weight, torch.ones(64))
+    assert torch.equal(twin.features.bn5.running_var, torch.ones(64))
+    assert torch.equal(model.features.bn5.running_var, torch.full((64,), 5.0))
+
+
+def test_cascading_randomization_refuses_a_layer_it_cannot_reset_before_copying():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+    with pytest.raises(TypeError, match=r"'0' is an nn.Embedding"):
+        next(ev.cascading_randomization(model, ["1", "0"]))
 
 
 def test_pointing_game_tolerance_counts_near_misses():

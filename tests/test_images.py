@@ -238,6 +238,35 @@ def test_16_bit_pil_images(mode):
     assert row_pixels(result) == [(v, v, v) for v in (0, 1, 128, 255)]
 
 
+def test_16_bit_png_with_transparent_value_becomes_white(tmp_path):
+    path = save(row_image("I;16", [0, 257, 32896]), tmp_path, "PNG", transparency=257)
+    assert mode_on_disk(path) == "I;16"
+    assert row_pixels(load_image(path)) == [BLACK, WHITE, (128, 128, 128)]
+
+
+# Each mode's all-zero pixel, as Image.new makes it, by hand: no alpha is fully
+# transparent (white); CMYK 0 is no ink (white); YCbCr (0, 0, 0) is R = 1.402 * -128
+# -> 0, G = -0.344 * -128 - 0.714 * -128 = 135.5 -> 135, B = 1.772 * -128 -> 0.
+ZERO_PIXEL = {"LA": WHITE, "La": WHITE, "PA": WHITE, "RGBA": WHITE, "RGBa": WHITE,
+              "CMYK": WHITE, "YCbCr": (0, 135, 0), "LAB": None}  # LAB: PIL's own conversion
+
+
+@pytest.mark.parametrize("mode", Image.MODES)
+def test_every_mode_pil_can_create_loads(mode):
+    result = load_image(Image.new(mode, (3, 2)))
+    assert result.shape == (2, 3, 3) and result.dtype == np.uint8
+    expected = ZERO_PIXEL.get(mode, BLACK)
+    if expected is not None:
+        assert (result == expected).all(), result[0, 0]
+
+
+def test_mode_La_premultiplied_alpha_composites_onto_white():
+    # La stores L * alpha: (100, 128) is grey 100 * 255 / 128 = 199 at half opacity;
+    # on white: 100 + 255 * (255 - 128) / 255 = 227
+    image = Image.new("La", (1, 1), (100, 128))
+    assert row_pixels(load_image(image)) == [(227, 227, 227)]
+
+
 @pytest.mark.parametrize(
     "values, expected",
     [
@@ -473,6 +502,26 @@ def test_float_just_above_one_is_refused():
         load_image(np.array([[0.0, 1.01]]))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_a_rounding_error_outside_the_unit_range_is_clipped(dtype):
+    # within half a grey level (1 / 510) of [0, 1]: rounds to 0..255 anyway
+    values = np.array([[-1e-7, 0.5, 1.0000001, 1.0019]], dtype)
+    assert row_pixels(load_image(values)) == [BLACK, (128, 128, 128), WHITE, WHITE]
+
+
+def test_float_slightly_above_one_is_refused_with_a_clip_hint():
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(np.array([[0.0, 1.003]]))
+    message = str(caught.value)
+    assert "range from 0 to 1.003" in message and "slightly" in message and "np.clip(a, 0, 1)" in message
+    assert "255" not in message  # not mistaken for 0..255 values
+
+
+def test_pil_float_image_a_rounding_error_above_one_is_scaled_as_unit_range():
+    image = row_image("F", [0.0, 0.5, 1.0000001])
+    assert row_pixels(load_image(image)) == [BLACK, (128, 128, 128), WHITE]
+
+
 # --------------------------------------------------------------------------
 # bad files
 # --------------------------------------------------------------------------
@@ -516,6 +565,15 @@ def test_text_file(tmp_path):
 
 def test_text_bytes_name_the_bytes():
     assert_load_error(b"hello", "bytes (5 bytes)", "not an image file PIL can read")
+
+
+def test_bytes_are_image_data_and_a_path_in_bytes_gets_a_hint(png_file):
+    name = os.fsencode(png_file)
+    assert_load_error(name, "these bytes are the name of a file, not its contents",
+                      "pass the path as str or pathlib.Path")
+    error = assert_load_error(b"hello", "bytes are taken as an image file's contents")
+    assert "name of a file" not in str(error)
+    np.testing.assert_array_equal(load_image(os.fsdecode(name)), SOURCE_PIXELS)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])

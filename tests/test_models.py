@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import urllib.error
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from course_utils import models
 from course_utils.models import (
@@ -70,7 +72,7 @@ def test_batch_refuses_what_is_not_an_rgb_uint8_image():
 
 def test_missing_course_checkpoint_says_how_to_restore_it(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CHECKPOINT", str(tmp_path / "nope.pt"))
-    with pytest.raises(WeightsNotAvailableError, match="git checkout datasets/coursenet.pt"):
+    with pytest.raises(WeightsNotAvailableError, match="git checkout course_utils/checkpoints/coursenet.pt"):
         load_model("course")
 
 
@@ -182,3 +184,173 @@ def test_the_shortcut_model_learned_the_background():
     assert accuracy(shortcut.model, unbiased.images, unbiased.labels[:, 0]) < 0.35
     assert accuracy(course.model, unbiased.images, unbiased.labels[:, 0]) > 0.9
     assert shortcut.info["train"]["bias"] == 0.95
+
+
+# --- predict leaves a model in train mode alone ----------------------------------------
+
+
+def test_predict_on_a_model_in_train_mode_uses_eval_mode_and_leaves_it():
+    m = load_model("course")
+    images = [make_scene(0, 0, classes=["star"]).image, make_scene(0, 1, classes=["circle"]).image]
+    expected = m.predict(images, k=6)  # in eval mode, as loaded
+    m.model.train()
+    buffers = {k: v.clone() for k, v in m.model.named_buffers()}
+    got = m.predict(images, k=6)
+    assert m.model.training and all(mod.training for mod in m.model.modules())  # handed back in train mode
+    for k, v in m.model.named_buffers():
+        assert torch.equal(v, buffers[k]), f"{k} changed"  # batch-norm running statistics untouched
+    assert [[c for c, _ in top] for top in got] == [[c for c, _ in top] for top in expected]
+    assert np.allclose([[p for _, p in top] for top in got], [[p for _, p in top] for top in expected], atol=1e-6)
+
+
+# --- the centre crop of non-square images ------------------------------------------------
+
+
+def distinct_pixels(h, w):
+    """An (h, w, 3) uint8 image in which every row and every column differs."""
+    return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("h, w, rows, cols", [
+    (64, 100, slice(0, 64), slice(18, 82)),  # wide: left = (100 - 64) // 2 = 18
+    (100, 64, slice(18, 82), slice(0, 64)),  # tall: top = (100 - 64) // 2 = 18
+    (65, 64, slice(0, 64), slice(0, 64)),    # one row too many: top = 1 // 2 = 0
+    (64, 67, slice(0, 64), slice(1, 65)),    # three columns too many: left = 3 // 2 = 1
+])
+def test_course_transform_crops_the_centre_of_a_non_square_image(h, w, rows, cols):
+    """A crop to 64 x 64 needs no resize, so the result is exactly the centre pixels."""
+    m = load_model("course")
+    image = distinct_pixels(h, w)
+    shown = m.to_display(m.batch(image))[0] * 255
+    assert np.abs(shown - image[rows, cols]).max() < 0.51
+
+
+def test_course_transform_crops_before_resizing():
+    """10 high x 16 wide, every column its own value: the centre square is columns 3..12."""
+    column = np.arange(16, dtype=np.uint8) * 10          # 0, 10, ..., 150
+    image = np.broadcast_to(column[None, :, None], (10, 16, 3)).copy()
+    t = models._CourseTransform(size=10)                   # square side 10: a crop, no resize
+    out = t(torch.from_numpy(image).permute(2, 0, 1))
+    back = (out * t.std + t.mean) * 255
+    expected = torch.arange(3, 13).float() * 10           # 30, 40, ..., 120 in every row and channel
+    assert back.shape == (3, 10, 10)
+    torch.testing.assert_close(back, expected.expand(3, 10, 10), atol=1e-3, rtol=0)
+
+
+# --- damaged checkpoints: one clear error, naming the file --------------------------------
+
+
+def course_checkpoint(**changes):
+    """The shipped checkpoint's contents, with some entries replaced (None deletes one)."""
+    ckpt = torch.load(models.COURSE_CHECKPOINT, map_location="cpu", weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            del ckpt[key]
+        else:
+            ckpt[key] = value
+    return ckpt
+
+
+def with_nan(state, key):
+    state = {k: v.clone() for k, v in state.items()}
+    state[key].view(-1)[0] = float("nan")
+    return state
+
+
+def shipped_state():
+    return course_checkpoint()["state_dict"]
+
+
+DAMAGED_COURSE = {
+    "random bytes": (lambda: None, r"cannot be read"),
+    "a list": (lambda: [1, 2, 3], r"holds a list"),
+    "a bare state dict": (shipped_state, r"bare state dict.*'classes'"),
+    "no classes": (lambda: course_checkpoint(classes=None), r"no 'classes'"),
+    "wrong architecture": (lambda: course_checkpoint(state_dict=torch.nn.Linear(3, 2).state_dict()),
+                           r"not the course architecture.*missing"),
+    "too few classes": (lambda: course_checkpoint(classes=["a", "b"]), r"fc.weight.*\(6, 64\).*\(2, 64\)"),
+    "NaN weights": (lambda: course_checkpoint(state_dict=with_nan(shipped_state(), "features.conv3.weight")),
+                    r"NaN or infinite.*features.conv3.weight"),
+    "inf weights": (lambda: course_checkpoint(state_dict={**shipped_state(), "fc.bias": torch.full((6,), float("inf"))}),
+                    r"NaN or infinite.*fc.bias"),
+    "a weight that is not a tensor": (lambda: course_checkpoint(state_dict={**shipped_state(), "fc.bias": [0.0] * 6}),
+                                      r"not a tensor.*fc.bias"),
+    "classes that are not names": (lambda: course_checkpoint(classes=7), r"'classes'"),
+}
+
+
+def write_checkpoint(path, content):
+    if content is None:
+        path.write_bytes(np.random.default_rng(0).bytes(1000))
+    else:
+        torch.save(content, path)
+    return path
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_COURSE))
+def test_damaged_course_checkpoint_gives_one_clear_error(case, tmp_path, monkeypatch):
+    make, what = DAMAGED_COURSE[case]
+    path = write_checkpoint(tmp_path / "coursenet.pt", make())
+    monkeypatch.setenv("COURSE_CHECKPOINT", str(path))
+    with pytest.raises(WeightsNotAvailableError) as err:
+        load_model("course")
+    msg = str(err.value)
+    assert type(err.value) is WeightsNotAvailableError, type(err.value)
+    assert str(path) in msg and re.search(what, msg), msg
+    assert "git checkout course_utils/checkpoints/coursenet.pt" in msg and "python -m course_utils.train" in msg
+    assert "course_utils.download" not in msg  # that command knows no "course"
+
+
+@pytest.mark.parametrize("case", ["random bytes", "a bare state dict", "NaN weights"])
+def test_damaged_shortcut_checkpoint_gives_one_clear_error(case, tmp_path, monkeypatch):
+    make, what = DAMAGED_COURSE[case]
+    content = make()  # from the shipped checkpoint, before the path is moved
+    monkeypatch.setattr(models, "COURSE_CHECKPOINT", tmp_path / "coursenet.pt")
+    path = write_checkpoint(tmp_path / "shortcutnet.pt", content)
+    assert weights_path("shortcut") == path
+    with pytest.raises(WeightsNotAvailableError) as err:
+        load_model("shortcut")
+    msg = str(err.value)
+    assert str(path) in msg and re.search(what, msg), msg
+    assert "git checkout course_utils/checkpoints/shortcutnet.pt" in msg
+    assert "python -m course_utils.train --shortcut" in msg and "course_utils.download" not in msg
+
+
+def test_a_damaged_checkpoint_is_listed_as_available_and_load_model_says_what_is_wrong(tmp_path, monkeypatch):
+    """available_models() only looks for the file (cheap, documented); load_model reports the damage."""
+    path = write_checkpoint(tmp_path / "coursenet.pt", None)
+    monkeypatch.setenv("COURSE_CHECKPOINT", str(path))
+    assert available_models()["course"]
+    assert "damaged" in available_models.__doc__ and "load_model" in available_models.__doc__
+    with pytest.raises(WeightsNotAvailableError, match="cannot be read"):
+        load_model("course")
+
+
+@pytest.mark.parametrize("case, make, what", [
+    ("another model's weights", lambda: torch.nn.Linear(3, 2).state_dict(), r"not the resnet18 architecture"),
+    ("a list", lambda: [1, 2], r"holds a list"),
+    ("NaN weights", lambda: with_nan(torchvision.models.resnet18().state_dict(), "layer4.1.conv2.weight"),
+     r"NaN or infinite.*layer4.1.conv2.weight"),
+])
+def test_damaged_imagenet_weights_give_one_clear_error(empty_torch_home, no_network, case, make, what):
+    path = weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(make(), path)
+    with pytest.raises(WeightsNotAvailableError) as err:
+        load_model("resnet18")
+    msg = str(err.value)
+    assert str(path) in msg and re.search(what, msg), msg
+    assert "python -m course_utils.download resnet18" in msg
+
+
+def test_old_imagenet_files_without_num_batches_tracked_still_load(empty_torch_home, no_network):
+    """torchvision's resnet18 file predates batch norm's num_batches_tracked: torch fills
+    it in, so the damage checks must not call those keys missing."""
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18().state_dict()
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(old, path)
+    m = load_model("resnet18")
+    assert torch.equal(m.model.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
