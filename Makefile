@@ -27,8 +27,14 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab $(ROOT_FLAG) --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
+# The notebooks' stored outputs must come out the same on any CPU, so `make test` runs
+# them a second time on another kernel path: PyTorch's generic kernels (no AVX),
+# oneDNN held to SSE4.1, MKL's compatible mode, one thread instead of all cores.
+PORTABLE := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(PORTABLE) $(BIN)/python -m pytest notebooks
 
 # Every method side by side on one image, as a web app without code (Voilà).
 app: $(STAMP)
@@ -43,7 +49,7 @@ bench: $(STAMP)
 weights: $(STAMP)
 	$(BIN)/python -m course_utils.download
 
-# Retrain the course model into datasets/coursenet.pt (seeded, a few minutes on a CPU).
+# Retrain the course model into course_utils/checkpoints/coursenet.pt (seeded, a few minutes on a CPU).
 model: $(STAMP)
 	$(BIN)/python -m course_utils.train
 

@@ -10,8 +10,11 @@ own cache of random weights (tests/conftest.py).
 import os
 import tempfile
 
+from tests import nbval_tolerance
+
 _EMPTY_TORCH_HOME = tempfile.TemporaryDirectory(prefix="course-torch-home-")
 
 
 def pytest_configure(config):
+    nbval_tolerance.install()  # cells tagged nbval-approx: numbers compared with a stated tolerance
     os.environ["TORCH_HOME"] = _EMPTY_TORCH_HOME.name

@@ -8,8 +8,6 @@ answer, so a notebook with unfinished exercises still runs from top to bottom.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -38,8 +36,9 @@ def verdict(name: str, yours, expected, atol: float = 1e-5) -> tuple[bool, str]:
     if diff == 0.0:
         return True, f"✓ {name}: exact"
     if diff <= atol:
-        bound = 10.0 ** math.ceil(math.log10(diff))  # an order of magnitude: stable across CPUs
-        return True, f"✓ {name}: close (max difference < {bound:.0e}, allowed {atol:g})"
+        # Not the difference itself: its last digits depend on the CPU, and the notebooks'
+        # stored outputs must read the same on any machine.
+        return True, f"✓ {name}: close (max difference within the allowed {atol:g})"
     return False, f"✗ {name}: max difference {diff:.3g} (allowed {atol:g})"
 
 

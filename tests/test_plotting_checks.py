@@ -71,7 +71,8 @@ def test_topk_bars_draws_one_bar_per_class_most_likely_on_top():
     [
         (None, [1.0], False, "not answered yet"),
         ([1.0, 2.0], [1.0, 2.0], True, "exact"),
-        (torch.tensor([1.0, 2.0 + 3e-7]), [1.0, 2.0], True, "max difference < 1e-06"),
+        (torch.tensor([1.0, 2.0 + 3e-7]), [1.0, 2.0], True, "close (max difference within the allowed 1e-05)"),
+        ([1.0, 2.001], [1.0, 2.0], False, "max difference 0.001 (allowed 1e-05)"),  # the default tolerance is tight
         ([1.0, 2.1], [1.0, 2.0], False, "max difference 0.1"),
         ([1.0], [[1.0]], False, "shape (1,) but expected (1, 1)"),
         ([float("nan")], [1.0], False, "NaN"),
