@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -12,11 +13,13 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import plotting
+from ..hooks import LayerNotFoundError
 from ..images import SAMPLE_PHOTOS, ImageLoadError, load_image, sample_photo
 from ..models import LoadedModel, available_models, load_model
 from ..scenes import make_scene
 
-__all__ = ["ClassExplorer", "Explorer", "cached_model", "offered_models", "choose_image", "image_choices", "image_controls", "my_images_dir"]
+__all__ = ["ClassExplorer", "Explorer", "cached_model", "disable_if_fixed", "offered_models", "choose_image",
+           "image_choices", "image_controls", "my_images_dir"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
@@ -24,9 +27,19 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".w
 
 
 def my_images_dir() -> Path:
-    """The drop folder for your own pictures: ``datasets/my_images`` (or $COURSE_MY_IMAGES)."""
-    default = Path(__file__).resolve().parents[2] / "datasets" / "my_images"
-    return Path(os.environ.get("COURSE_MY_IMAGES", default))
+    """The drop folder for your own pictures: $COURSE_MY_IMAGES if set, else the
+    course's ``datasets/my_images``: beside the source (an editable install) or, for
+    a course installed as a package, the nearest one above the working directory
+    (a notebook in ``notebooks/`` finds ``../datasets/my_images``)."""
+    if "COURSE_MY_IMAGES" in os.environ:
+        return Path(os.environ["COURSE_MY_IMAGES"])
+    beside_source = Path(__file__).resolve().parents[2] / "datasets" / "my_images"
+    if beside_source.is_dir():
+        return beside_source
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "datasets" / "my_images").is_dir():
+            return folder / "datasets" / "my_images"
+    return beside_source
 
 
 def image_choices() -> list[str]:
@@ -63,6 +76,10 @@ def offered_models(exclude=()) -> list[str]:
 
 _LOADED: dict[str, LoadedModel] = {}
 
+#: Errors a lesson expects (a bad file, a bad choice, missing or damaged weights): shown as
+#: their message alone. Any other error also becomes a message, named by its type.
+_EXPECTED = (ImageLoadError, LayerNotFoundError, ValueError, RuntimeError)
+
 
 def cached_model(name: str) -> LoadedModel:
     """Load a model once per kernel; every explorer shares it (none of them changes it)."""
@@ -77,8 +94,11 @@ class Explorer:
     Subclasses pass their controls (a dict of widgets) and implement
     ``draw() -> Figure``. A change of any control (or of those named in
     ``redraw_on``) redraws. A failure shows as a message under the controls
-    instead of a traceback in front of the class. With the controls of
-    :func:`image_controls`, :meth:`image` returns the chosen or uploaded image.
+    instead of a traceback in front of the class: every callback a subclass adds
+    goes through :meth:`on_change` (or :meth:`reporting`), which does that for it. A
+    control left with one value to take is disabled (:func:`disable_if_fixed`). With
+    the controls of :func:`image_controls`, :meth:`image` returns the chosen or
+    uploaded image.
     """
 
     def __init__(self, controls: dict[str, w.Widget], columns: int = 3, redraw_on=None):
@@ -94,13 +114,42 @@ class Explorer:
         if redraw_on is None:
             redraw_on = [name for name in controls if name != "upload"]
         for name in redraw_on:
-            controls[name].observe(self._on_change, names="value")
-        self._upload: tuple[str, bytes] | None = None
+            self.on_change(name, self._on_change)
+        self._upload: tuple[str, bytes, str] | None = None  # (file name, content, digest of the content)
         if "upload" in controls:
-            controls["upload"].observe(self._on_upload, names="value")
+            self.on_change("upload", self._on_upload)
+        for control in controls.values():
+            ranges = [t for t in ("min", "max", "options") if control.has_trait(t)]
+            if ranges and control.has_trait("disabled"):
+                disable_if_fixed(control)
+                control.observe(lambda change: disable_if_fixed(change["owner"]), names=ranges)
         self.renders = 0
         self._paused = False
         self.refresh()
+
+    # --- errors become messages ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reporting(self):
+        """Run the block; an exception raised in it ends the block and is shown as the
+        message under the controls instead of escaping (the last picture stays)."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - nothing may reach the room as a traceback
+            text = str(exc) if isinstance(exc, _EXPECTED) else f"{type(exc).__name__}: {exc}"
+            self.message.value = f"<span style='color:#b00'>⚠ {_escape(text)}</span>"
+
+    def on_change(self, name: str, callback) -> None:
+        """Call ``callback(change)`` when control ``name`` changes value, inside
+        :meth:`reporting`: whatever it raises becomes the message."""
+
+        def reported(change):
+            with self.reporting():
+                callback(change)
+
+        self.controls[name].observe(reported, names="value")
+
+    # --- the image ------------------------------------------------------------------------
 
     def image(self):
         """The RGB image picked in the ``image`` control (or uploaded)."""
@@ -109,15 +158,33 @@ class Explorer:
             return load_image(self._upload[1])
         return choose_image(choice)
 
+    def image_key(self) -> tuple:
+        """The chosen image as a cache key: its name, and for an upload a digest of its
+        content (a new file under the same name is a new image)."""
+        choice = self.controls["image"].value
+        digest = self._upload[2] if choice.startswith("upload: ") and self._upload else None
+        return choice, digest
+
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
             return
-        self._upload = (files[0]["name"], bytes(files[0]["content"]))
+        content = bytes(files[0]["content"])
+        self._upload = (files[0]["name"], content, hashlib.sha256(content).hexdigest())
         label = f"upload: {files[0]['name']}"
+        image = self.controls["image"]
         with self.quietly():
-            self.controls["image"].options = [*image_choices(), label]
-            self.controls["image"].value = label
+            same_name = image.value == label
+            image.options = [*image_choices(), label]
+            image.value = label
+            if same_name:  # the value did not change, so no callback heard of the new content
+                self._on_input(None)
+
+    def _on_input(self, change) -> None:
+        """A new image is chosen (or uploaded under the name already chosen). Here the
+        redraw is enough; subclasses also fit controls to the new input."""
+
+    # --- redrawing --------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def quietly(self):
@@ -139,14 +206,11 @@ class Explorer:
 
     def refresh(self) -> None:
         """Redraw with the current control values."""
-        try:
+        with self.reporting():
             fig = self.draw()
-        except (ImageLoadError, ValueError, RuntimeError) as exc:
-            self.message.value = f"<span style='color:#b00'>⚠ {_escape(str(exc))}</span>"
-            return
-        self.message.value = ""
-        self.view.value = plotting.figure_to_png(fig)
-        self.renders += 1
+            self.view.value = plotting.figure_to_png(fig)
+            self.message.value = ""
+            self.renders += 1
 
     def draw(self) -> Figure:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -180,7 +244,7 @@ class ClassExplorer(Explorer):
         redraw = [name for name in all_controls if name not in ("upload", "image", "model")]
         super().__init__(all_controls, columns=columns, redraw_on=redraw)
         for name in ("image", "model"):
-            all_controls[name].observe(self._on_input, names="value")
+            self.on_change(name, self._on_input)
 
     def prepare(self, loaded: LoadedModel, x: torch.Tensor):
         """Run the model on ``x`` once: return ``(logits, anything to keep)``. The
@@ -192,10 +256,9 @@ class ClassExplorer(Explorer):
     def loaded(self) -> LoadedModel:
         return cached_model(self.controls["model"].value)
 
-    def image_key(self):
-        choice = self.controls["image"].value
-        upload = hash(self._upload[1]) if choice.startswith("upload: ") and self._upload else None
-        return self.controls["model"].value, choice, upload
+    def image_key(self) -> tuple:
+        """(model, image, digest of an upload's content): what :meth:`prepare` ran on."""
+        return self.controls["model"].value, *super().image_key()
 
     def _input(self):
         """(x, the input as the model sees it, class options, prepared) for the current image."""
@@ -221,11 +284,11 @@ class ClassExplorer(Explorer):
         return (c, labels[c]) if c in labels else (options[0][1], options[0][0])
 
     def _on_input(self, change) -> None:
+        """A new image or model: list its classes, select the top one, fit the other
+        controls, then redraw once. (An image that cannot be read, or a model that
+        cannot be loaded, raises here: the message says why.)"""
         with self.quietly():
-            try:
-                options = self._input()[2]
-            except (ImageLoadError, ValueError, RuntimeError):
-                return  # the redraw at the end shows the error as the message
+            options = self._input()[2]
             self.controls["target"].options = options
             self.controls["target"].value = options[0][1]
             self.fit_controls()
@@ -233,6 +296,16 @@ class ClassExplorer(Explorer):
     def fit_controls(self) -> None:
         """Called (inside one quiet block) after a new image or model: subclasses fit
         controls that depend on the model, such as a layer list."""
+
+
+def disable_if_fixed(control: w.Widget) -> None:
+    """Disable a control that can take one value only (a slider whose minimum is its
+    maximum, a list of one option) and enable it again when it offers more. Every
+    explorer's controls are kept so by :class:`Explorer`."""
+    if control.has_trait("options"):
+        control.disabled = len(control.options) <= 1
+    else:
+        control.disabled = control.min >= control.max
 
 
 def _escape(text: str) -> str:

@@ -38,11 +38,13 @@ class FeatureMapExplorer(Explorer):
         self.per_page = per_page
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()  # image key -> (input for display, {layer: maps})
-        # The first image's forward pass, done now, tells every layer's width and
-        # is cached for the first picture.
+        # The first image's forward pass, done now, tells every layer's width (the same
+        # for any image, so fitting the controls to a layer never needs the chosen one)
+        # and is cached for the first picture.
         self._upload = None
         self.controls = image_controls()
-        n = self._n_channels(layer)
+        self._widths = {name: maps.shape[0] for name, maps in self._maps()[1].items()}
+        n = self._widths[layer]
         controls = {
             **self.controls,
             "layer": w.Dropdown(options=self.layers, value=layer, description="Layer"),
@@ -53,15 +55,12 @@ class FeatureMapExplorer(Explorer):
         }
         redraw = [name for name in controls if name not in ("upload", "layer")]
         super().__init__(controls, columns=3, redraw_on=redraw)
-        controls["layer"].observe(self._on_layer, names="value")
-
-    def _n_channels(self, layer: str) -> int:
-        return self._maps()[1][layer].shape[0]
+        self.on_change("layer", self._on_layer)
 
     def _on_layer(self, change) -> None:
         """A new layer may have another number of channels: fit the page and channel
         controls to it, then redraw once."""
-        n = self._n_channels(change["new"])
+        n = self._widths[change["new"]]
         with self.quietly():
             page, ch = self.controls["page"], self.controls["channel"]
             keep = page.value if page.value < n else 0
@@ -69,16 +68,10 @@ class FeatureMapExplorer(Explorer):
             page.value = keep
             ch.max = n - 1  # ipywidgets clamps the value
 
-    def _image_key(self):
-        choice = self.controls["image"].value
-        if choice.startswith("upload: ") and self._upload:
-            return choice, hash(self._upload[1])
-        return choice, None
-
     def _maps(self):
         """(the input as the model sees it, {layer: maps}) for the chosen image: one
         forward pass per image, then from the cache."""
-        key = self._image_key()
+        key = self.image_key()
         if key not in self._cache:
             x = self.loaded.batch([self.image()])
             acts = feature_maps(self.loaded.model, x, self.layers)

@@ -62,8 +62,8 @@ class FilterExplorer(Explorer):
         self.controls = controls
         self._fit_sliders()
         super().__init__(controls, columns=3, redraw_on=["out_channel", "in_channel", "per_filter"])
-        controls["model"].observe(self._on_model, names="value")
-        controls["layer"].observe(self._on_layer, names="value")
+        self.on_change("model", self._on_model)
+        self.on_change("layer", self._on_layer)
 
     # --- keeping the controls consistent -------------------------------------------
 

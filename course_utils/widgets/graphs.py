@@ -32,8 +32,8 @@ class GraphExplorer(Explorer):
             "page": w.IntSlider(value=0, min=0, max=0, description="Page", continuous_update=False),
         }
         self._configure(controls)
-        controls["model"].observe(self._on_model, names="value")
         super().__init__(controls, columns=3, redraw_on=["op", "page"])
+        self.on_change("model", self._on_model)
 
     def ops(self, name: str) -> list[tb.GraphNode]:
         """The computing operations of a model's graph (traced once, then cached)."""

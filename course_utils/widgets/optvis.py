@@ -22,7 +22,7 @@ from PIL import Image
 from .. import optvis, plotting
 from ..cam import BLOCK_LAYERS
 from ..hooks import capture, model_guard
-from .base import Explorer, _escape, cached_model, offered_models
+from .base import Explorer, cached_model, offered_models
 
 __all__ = ["ActivationMaxExplorer"]
 
@@ -79,8 +79,8 @@ class ActivationMaxExplorer(Explorer):
         controls["stop"].on_click(lambda _: self.stop())
         redraw = ["unit", "param", "steps", "lr", "transforms", "l2", "blur"]
         super().__init__(controls, columns=3, redraw_on=redraw)
-        controls["model"].observe(self._on_model, names="value")
-        controls["layer"].observe(self._on_layer, names="value")
+        self.on_change("model", self._on_model)
+        self.on_change("layer", self._on_layer)
 
     # --- what the controls offer -----------------------------------------------------------
 
@@ -133,7 +133,8 @@ class ActivationMaxExplorer(Explorer):
             self._job = None
         key = self.settings()
         if key in self._cache:
-            self._show(key, self._cache[key], stopped=False)
+            with self.reporting():
+                self._show(key, self._cache[key], stopped=False)
             return
         stop_flag, superseded = threading.Event(), threading.Event()
         # The first picture is made before the cell returns, so that a saved notebook holds it.
@@ -151,6 +152,22 @@ class ActivationMaxExplorer(Explorer):
             self._job[0].join(timeout)
 
     def _run(self, key, stop_flag: threading.Event, superseded: threading.Event) -> None:
+        with self.reporting():  # also in a background thread: a failure is the message, not a traceback
+            result = self._optimize(key, stop_flag, superseded)
+            if result is None or superseded.is_set():
+                return
+            stopped = result.steps < key[4]
+            if not stopped:
+                self._keep(key, result)
+            self._show(key, result, stopped)
+
+    def _keep(self, key, result: optvis.Result) -> None:
+        self._cache[key] = result
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _optimize(self, key, stop_flag: threading.Event, superseded: threading.Event) -> optvis.Result | None:
+        """Run the optimization for ``key`` (``None`` if superseded before it started)."""
         model_name, layer, unit, param_kind, steps, lr, transforms, l2, blur = key
         m = cached_model(model_name)
         size = SIZES.get(model_name, 128)
@@ -164,26 +181,14 @@ class ActivationMaxExplorer(Explorer):
                 progress.value = step
                 self.view.value = _png(img[0])
 
-        try:
-            with self._lock:  # one optimization at a time: a superseded job ends at its next step
-                if superseded.is_set():
-                    return
-                result = optvis.visualize(
-                    m, objective, param=param, size=size, steps=steps, lr=lr,
-                    transforms=optvis.standard_transforms(size) if transforms else None,
-                    l2=0.01 if l2 else 0.0, blur_every=4 if blur else 0, seed=0, progress=False,
-                    stop=lambda: stop_flag.is_set() or superseded.is_set(), callback=live, callback_every=8)
-        except (ValueError, RuntimeError) as exc:
-            self.message.value = f"<span style='color:#b00'>⚠ {_escape(str(exc))}</span>"
-            return
-        if superseded.is_set():
-            return
-        stopped = result.steps < steps
-        if not stopped:
-            self._cache[key] = result
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        self._show(key, result, stopped)
+        with self._lock:  # one optimization at a time: a superseded job ends at its next step
+            if superseded.is_set():
+                return None
+            return optvis.visualize(
+                m, objective, param=param, size=size, steps=steps, lr=lr,
+                transforms=optvis.standard_transforms(size) if transforms else None,
+                l2=0.01 if l2 else 0.0, blur_every=4 if blur else 0, seed=0, progress=False,
+                stop=lambda: stop_flag.is_set() or superseded.is_set(), callback=live, callback_every=8)
 
     def _show(self, key, result: optvis.Result, stopped: bool) -> None:
         self.controls["progress"].max = max(key[4], 1)
@@ -212,5 +217,5 @@ class ActivationMaxExplorer(Explorer):
     def draw(self) -> Figure:  # the base class's entry point: one synchronous run
         key = self.settings()
         if key not in self._cache:
-            self._run(key, threading.Event(), threading.Event())
+            self._keep(key, self._optimize(key, threading.Event(), threading.Event()))
         return self.draw_result(key, self._cache[key])
