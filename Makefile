@@ -3,6 +3,7 @@
 #   make test   set up (first time only) and run every test
 #   make app    the compare dashboard as a standalone app (Voilà), for class
 #   make bench  the performance report (ratios to the forward pass; not part of make test)
+#   make mutants  mutation testing: how many small bugs each module's tests catch (long; not part of make test)
 # Setting up creates a virtual environment in .venv and installs the course
 # (course_utils with its test extras) into it; nothing outside this folder changes.
 
@@ -11,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test app bench slides weights model shortcut notebooks clean
+.PHONY: setup lab test app bench mutants slides weights model shortcut notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,11 @@ app: $(STAMP)
 # are timed beside ours when installed: $(BIN)/python -m pip install -e ".[bench]"
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/report.py --markdown tests/benchmarks/latest.md
+
+# Mutation testing: one small change per mutant, each module's own tests run against it; writes
+# the kill score per module and the survivors (tools/mutants.py --help: --module, --max, --list).
+mutants: $(STAMP)
+	$(BIN)/python tools/mutants.py --markdown tests/mutants.md
 
 # Fetch the ImageNet weights (ResNet-18, ResNet-50, VGG-16) once, while online.
 weights: $(STAMP)

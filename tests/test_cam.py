@@ -509,3 +509,25 @@ def test_cam_explorer_does_not_offer_vgg(imagenet_cache):
     assert ex.controls["layer"].options == ("features.3", "features.8", "features.15", "features.22", "features.29")
     assert ex.controls["layer"].value == "features.29" and ex.message.value == ""
     assert len(ex.controls["target"].options) == 3
+
+
+def test_normalize_maps_subtracts_the_minimum_and_divides_by_the_range():
+    """Maps whose minimum is not 0 (negative, or positive): (m - min) / (max - min), by hand."""
+    m = torch.tensor([[[-2.0, 0.0], [1.0, 2.0]],     # min -2, max 2: range 4
+                      [[-1.0, 3.0], [7.0, -1.0]],    # min -1, max 7: range 8
+                      [[2.0, 3.0], [4.0, 6.0]],      # min 2, max 6: range 4
+                      [[-6.0, -5.0], [-4.0, -2.0]]])  # all negative: min -6, max -2, range 4
+    per = normalize_maps(m)
+    assert per.tolist() == [[[0.0, 0.5], [0.75, 1.0]],
+                            [[0.0, 0.5], [1.0, 0.0]],
+                            [[0.0, 0.25], [0.5, 1.0]],
+                            [[0.0, 0.25], [0.5, 1.0]]]
+    assert normalize_maps(m[1]).tolist() == [[0.0, 0.5], [1.0, 0.0]]  # one (h, w) map
+    # shared: one scale over all maps, min -6 and max 7, range 13
+    shared = normalize_maps(m, shared=True)
+    torch.testing.assert_close(shared, (m + 6) / 13, rtol=0, atol=1e-7)
+    assert shared[3, 0, 0] == 0.0 and shared[1, 1, 0] == 1.0
+    torch.testing.assert_close(shared[0], torch.tensor([[4.0, 6.0], [7.0, 8.0]]) / 13, rtol=0, atol=1e-7)
+    # shared over maps that are all negative: min -6, max -1, range 5
+    neg = normalize_maps(torch.tensor([[[-6.0, -1.0]], [[-3.5, -6.0]]]), shared=True)
+    assert neg.tolist() == [[[0.0, 1.0]], [[0.5, 0.0]]]

@@ -296,3 +296,97 @@ def test_ranks_share_ties():
 
     assert _rank(torch.tensor([10.0, 30.0, 20.0, 30.0, 10.0])).tolist() == [1.5, 4.5, 3.0, 4.5, 1.5]
     assert _rank(torch.zeros(3)).tolist() == [2.0, 2.0, 2.0]
+
+
+# --- cases on which a plausible slip gives another answer (each fails on a known mutation) -------
+
+
+def test_a_flat_map_points_nowhere_even_when_the_mask_covers_its_first_pixel():
+    """A flat map's argmax is pixel 0, the top-left corner: with a mask over that corner it
+    must still score False (it points nowhere), at any level and with a tolerance."""
+    corner = torch.zeros(8, 8, dtype=torch.bool)
+    corner[0:3, 0:3] = True
+    maps = torch.stack([torch.full((8, 8), 0.7), torch.zeros(8, 8), torch.full((8, 8), -2.0)])
+    assert ev.pointing_game(maps, torch.stack([corner] * 3)).tolist() == [False, False, False]
+    assert ev.pointing_game(maps, torch.stack([corner] * 3), tolerance=2).tolist() == [False, False, False]
+    everywhere = torch.ones(8, 8, dtype=torch.bool)
+    assert ev.pointing_game(torch.ones(8, 8), everywhere).tolist() == [False]
+    almost_flat = torch.full((8, 8), 0.7)
+    almost_flat[1, 1] = 0.7001  # not flat: its maximum is on the object
+    assert ev.pointing_game(almost_flat, corner).tolist() == [True]
+
+
+class PixelProbe(nn.Module):
+    """Class 1's logit is the value of one pixel (row 2, column 5, channel 0); class 0's is 0.
+    So class 1's probability is sigmoid(that pixel): sigmoid(2) with the pixel, 1/2 without."""
+
+    def forward(self, x):
+        v = x[:, 0, 2, 5]
+        return torch.stack([torch.zeros_like(v), v], dim=1)
+
+
+def test_deletion_and_insertion_take_the_most_important_pixels_first():
+    """A 4 x 6 image (24 pixels), 4 steps of 6 pixels. Map 0 ranks the probe's pixel first,
+    map 1 ranks it last: deletion drops to 1/2 at the first step for map 0 and only at the
+    last for map 1; insertion rises at the first step for map 0, at the last for map 1."""
+    x = torch.full((2, 3, 4, 6), 2.0)
+    first = torch.arange(24.0).view(4, 6)
+    first[2, 5] = 100.0  # the most important pixel
+    last = torch.arange(24.0).view(4, 6)
+    last[2, 5] = -1.0  # the least important pixel
+    maps = torch.stack([first, last])
+    s, half = torch.sigmoid(torch.tensor(2.0)).item(), 0.5  # 0.8808
+    fr, deleted = ev.deletion_curve(PixelProbe(), x, maps, 1, steps=4)
+    assert fr.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    torch.testing.assert_close(deleted, torch.tensor([[s, half, half, half, half],
+                                                      [s, s, s, s, half]]))
+    fr, inserted = ev.insertion_curve(PixelProbe(), x, maps, 1, steps=4)
+    torch.testing.assert_close(inserted, torch.tensor([[half, s, s, s, s],
+                                                       [half, half, half, half, s]]))
+    # the areas: the faithful map deletes to a small area, inserts to a large one
+    torch.testing.assert_close(ev.auc(fr, deleted), torch.tensor([0.25 * (s / 2 + 1.75), 0.25 * (3.5 * s + 0.25)]))
+    torch.testing.assert_close(ev.auc(fr, inserted), torch.tensor([0.25 * (3.5 * s + 0.25), 0.25 * (s / 2 + 1.75)]))
+
+
+def test_auc_is_the_trapezoid_area_with_the_given_spacing():
+    """Not the mean of the scores: unequal steps, non-constant curves, worked out by hand."""
+    fractions = torch.tensor([0.0, 0.1, 0.5, 1.0])
+    scores = torch.tensor([[1.0, 0.8, 0.4, 0.0],    # 0.1*0.9 + 0.4*0.6 + 0.5*0.2 = 0.43 (mean 0.55)
+                           [0.0, 0.0, 1.0, 1.0]])   # 0 + 0.4*0.5 + 0.5*1 = 0.7 (mean 0.5)
+    torch.testing.assert_close(ev.auc(fractions, scores), torch.tensor([0.43, 0.7]))
+    even = torch.tensor([0.0, 0.5, 1.0])
+    torch.testing.assert_close(ev.auc(even, torch.tensor([1.0, 0.0, 0.0])), torch.tensor(0.25))  # mean 1/3
+
+
+def framed_pair(seed: int, size: int = 24, frame: int = 5):
+    """Two maps in [0, 1] (minimum 0 and maximum 1 reached, so the scaling changes nothing),
+    zero on a frame `frame` pixels wide: there padding by replication and by reflection agree."""
+    g = np.random.default_rng(seed)
+    a = np.zeros((size, size))
+    inner = g.random((size - 2 * frame, size - 2 * frame))
+    a[frame:-frame, frame:-frame] = inner
+    b = np.zeros((size, size))
+    b[frame:-frame, frame:-frame] = np.clip(0.6 * inner + 0.4 * g.random(inner.shape) ** 2, 0, 1)
+    for m in (a, b):
+        m[size // 2, size // 2] = 1.0
+    return a, b
+
+
+@pytest.mark.parametrize("window, sigma", [(11, 1.5), (7, 0.8)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ssim_equals_scikit_image(seed, window, sigma):
+    """scikit-image's SSIM with a Gaussian window (truncated at 3.5 sigma: 11 taps for sigma 1.5,
+    7 for 0.8, as the course's ``window``), population covariance, data range 1 and the same
+    K1, K2; its full SSIM map averaged over every pixel (it crops the border, the course does
+    not, and on a zero frame its reflecting padding equals the course's replicating one)."""
+    from skimage.metrics import structural_similarity
+
+    a, b = framed_pair(seed)
+    assert int(3.5 * sigma + 0.5) == window // 2  # the same window
+    _, full = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=sigma,
+                                    use_sample_covariance=False, full=True)
+    ours = ev.ssim(a, b, window=window, sigma=sigma)
+    assert 0.2 < ours < 0.95  # a non-trivial pair
+    assert ours == pytest.approx(full.mean(), abs=1e-9)
+    assert ev.ssim(torch.from_numpy(a), torch.from_numpy(b * 5 - 2), window=window, sigma=sigma) == \
+        pytest.approx(full.mean(), abs=1e-9)  # each map scaled to [0, 1] first

@@ -353,3 +353,54 @@ def test_numpy_class_indices_are_targets_too():
     assert resolve_targets(logits, [np.int64(0), 1]).tolist() == [0.0, 4.0]
     with pytest.raises(ValueError, match="out of range"):
         resolve_targets(logits, np.array([3, 0]))
+
+
+# --- mixed training flags and errors inside capture (each test fails on a known mutation) -------
+
+
+def mixed_mode_model(root_training: bool):
+    """conv -> batch norm -> dropout -> flatten -> linear, with the submodules' flags not all
+    the same as the root's: what a caller with frozen batch norm (or MC dropout) hands us."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout(0.5), nn.Flatten(),
+                          nn.Linear(2 * 2 * 2, 3))
+    model.train(root_training)
+    model[1].eval()    # batch norm frozen
+    model[2].train()   # dropout on
+    model[4].train(not root_training)
+    return model
+
+
+@pytest.mark.parametrize("root_training", [True, False])
+def test_guard_restores_each_submodules_training_flag_not_just_the_roots(root_training):
+    """A model in mixed modes: model.eval() inside the guard (as every method does) must come
+    back with every module's own flag, not the root's flag spread over all of them."""
+    model = mixed_mode_model(root_training)
+    flags = [m.training for m in model.modules()]
+    assert len(set(flags)) == 2  # really mixed
+    with model_guard(model):
+        model.eval()
+    assert [m.training for m in model.modules()] == flags
+    with pytest.raises(ZeroDivisionError), model_guard(model):
+        model.train()
+        1 / 0
+    assert [m.training for m in model.modules()] == flags
+    before = model_state(model)
+    activations_and_gradients(model, torch.randn(2, 1, 4, 4), "3", target=0)
+    assert [m.training for m in model.modules()] == flags
+    assert_same_state(before, model_state(model))
+
+
+def test_an_error_inside_capture_leaves_no_hook():
+    """The hooks go also when the block raises (outside any guard, capture alone)."""
+    model = tiny_linear_head()
+    with pytest.raises(RuntimeError, match="half way"):
+        with capture(model, ["0", model[1], "3"]) as acts:
+            model(torch.randn(1, 1, 4, 4))
+            assert sorted(acts) == ["0", "1", "3"] and all_hooks(model) == 3
+            raise RuntimeError("an error half way")
+    assert all_hooks(model) == 0
+    with pytest.raises(KeyboardInterrupt):  # not only Exception subclasses
+        with capture(model, "2", detach=False):
+            raise KeyboardInterrupt
+    assert all_hooks(model) == 0

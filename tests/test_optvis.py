@@ -282,3 +282,44 @@ def test_stop_ends_a_threaded_run_and_keeps_its_image(empty_torch_home):
     ex.wait(60)
     assert ex.renders == renders + 1
     assert ex.message.value.startswith("stopped after ") and ex.controls["progress"].value < 512
+
+
+# --- the L2 regularizer pulls towards grey (fails on a known mutation: its sign flipped) --------
+
+
+def test_l2_alone_pulls_every_pixel_towards_grey():
+    """With an objective of weight 0, only the L2 term l2 * sum((p - 0.5)^2) acts. Its gradient
+    2 * l2 * (p - 0.5) points away from grey, so each Adam step (of size about lr for a
+    gradient that keeps its sign) moves each pixel lr closer to 0.5: 5 steps of 0.001 bring
+    every pixel that started more than 0.02 from grey 0.005 closer (a little less, as the
+    gradient shrinks on the way). A long run ends at grey."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
+    start = ov.pixels(1, 8, seed=0).pixels.detach()
+    d0 = (start - 0.5).abs()
+    far = d0 > 0.02
+    assert far.sum() > 100  # most of the 192 values
+    r = ov.visualize(model, 0.0 * ov.channel("1", 0), size=8, steps=5, lr=0.001, l2=1.0, mean=MEAN, std=STD,
+                     progress=False)
+    d = (r.images - 0.5).abs()
+    closer = d0[far] - d[far]
+    assert closer.min() > 0.004 and closer.max() < 0.0051
+    assert d.mean() < d0.mean()
+    # without L2 nothing moves (the objective has weight 0)
+    r0 = ov.visualize(model, 0.0 * ov.channel("1", 0), size=8, steps=5, lr=0.001, mean=MEAN, std=STD,
+                      progress=False)
+    assert torch.equal(r0.images, start)
+    long = ov.visualize(model, 0.0 * ov.channel("1", 0), size=8, steps=300, lr=0.01, l2=1.0, mean=MEAN, std=STD,
+                        progress=False)
+    assert (long.images - 0.5).abs().max() < 0.1 * d0.max()
+
+
+def test_l2_keeps_an_activation_maximizing_image_closer_to_grey(course):
+    """The same run with and without L2: with it, the image strays less far from grey."""
+    objective = ov.channel("features.relu3", 5)
+    free = run(course, objective, size=32)
+    held = run(course, objective, size=32, l2=0.5)
+    start = ov.pixels(1, 32, seed=0).pixels.detach()
+    spread = [(img - 0.5).pow(2).mean().item() for img in (start, free.images, held.images)]
+    assert spread[2] < spread[1]
+    assert spread[2] < spread[0]  # held closer to grey than where it started

@@ -165,3 +165,49 @@ def test_the_object_is_the_same_on_every_background():
     assert sets.backgrounds.shape == (12,)
     assert [_nearest_signature(im) for im in sets.images] == list(sets.backgrounds)
     assert make_scenes(3, seed=4).backgrounds is None
+
+
+# --- masks against the drawn pixels, on plain backgrounds (fails on a 1-pixel shift of the masks) --
+
+
+def _objectness(image, mask, grey):
+    """Per pixel, how far its colour has gone from the plain background ``grey`` towards the
+    object's colour: 0 on the background, 1 on the object, c where the object covers a
+    share c of the pixel (it is drawn as grey * (1 - c) + colour * c, plus noise of sd 0.02).
+    The object's colour is the median over the mask's core (2 pixels in from its edge), times
+    the soft lighting make_scene gives each row (1 + 0.15 (y / size - 1/2))."""
+    img = image.astype(np.float64) / 255
+    size = img.shape[0]
+    core = mask & np.roll(mask, 2, 0) & np.roll(mask, -2, 0) & np.roll(mask, 2, 1) & np.roll(mask, -2, 1)
+    shade = np.broadcast_to((1.0 + 0.15 * (np.arange(size) / size - 0.5))[:, None], (size, size))
+    colour = np.median(img[core] / shade[core][:, None], axis=0)
+    towards = np.clip(colour * shade[..., None], 0, 1) - np.asarray(grey)
+    assert np.linalg.norm(towards, axis=-1).min() > 0.3  # the object stands out: t is a clear signal
+    return ((img - np.asarray(grey)) * towards).sum(-1) / (towards**2).sum(-1)
+
+
+def _ring(mask):
+    """The pixels just outside the mask: not in it, with a 4-neighbour in it."""
+    grown = mask | np.roll(mask, 1, 0) | np.roll(mask, -1, 0) | np.roll(mask, 1, 1) | np.roll(mask, -1, 1)
+    return grown & ~mask
+
+
+@pytest.mark.parametrize("grey", [(0.5, 0.5, 0.5), (0.2, 0.6, 0.3)])
+@pytest.mark.parametrize("n_objects", [1, 2])
+def test_masks_cover_exactly_the_pixels_the_object_covers_at_least_half(monkeypatch, grey, n_objects):
+    """On a plain background (the background generator replaced by one colour) the pixels
+    say how much of each the object covers. Every mask pixel is at least half object
+    (objectness > 1/2 less 4 noise sd: 0.25) and every pixel just outside the mask is at
+    most half (< 0.75): a mask moved by one pixel, in any direction, takes in pure background
+    on one side (objectness about 0) and leaves pure object out on the other (about 1)."""
+    from course_utils import scenes
+
+    monkeypatch.setattr(scenes, "_background", lambda rng, size: np.full((size, size, 3), grey, np.float32))
+    for i in range(20):
+        s = make_scene(5, i, n_objects=n_objects)
+        for k, m in enumerate(s.masks):
+            assert m.sum() > 60
+            t = _objectness(s.image, m, grey)
+            assert t[m].min() > 0.25, (i, k, "a mask pixel shows the background")
+            assert t[_ring(m)].max() < 0.75, (i, k, "a pixel just outside the mask shows the object")
+            assert t[m].mean() > 0.8 and np.median(t[_ring(m)]) < 0.4  # mostly object in, background out
