@@ -187,6 +187,15 @@ def _error_inside(model, x):
         handle.remove()
 
 
+def _unusual_state(model):
+    """Put the model in a state the guard must hand back: train mode, one ReLU not in
+    place, one weight frozen. Returns that state."""
+    model.train()
+    model.layer1[1].relu.inplace = False
+    model.layer2[0].conv1.weight.requires_grad_(False)
+    return model_state(model)
+
+
 @pytest.mark.parametrize("call", [
     lambda m, x: grad_cam(m, x, 0, layer="layer4"),
     lambda m, x: grad_cam(m, x, 0, layer="layer3", rule="guided"),
@@ -198,10 +207,7 @@ def _error_inside(model, x):
 ], ids=["grad-cam", "guided rule", "cam", "guided grad-cam", "bad class", "non-spatial", "error inside"])
 def test_resnet_comes_back_unchanged(call, resnet18_random):
     model = resnet18_random
-    model.train()
-    model.layer1[1].relu.inplace = False
-    model.layer2[0].conv1.weight.requires_grad_(False)
-    before = model_state(model)
+    before = _unusual_state(model)
     try:
         call(model, torch.randn(1, 3, 64, 64))
     except (ValueError, RuntimeError):
@@ -425,10 +431,7 @@ def _inside_inference_mode(call):
         "rule, no ReLU after the last layer", "smoothgrad class -1", "class 1000"])
 def test_new_error_paths_leave_the_model_unchanged(call, resnet18_random):
     model = resnet18_random
-    model.train()
-    model.layer1[1].relu.inplace = False
-    model.layer2[0].conv1.weight.requires_grad_(False)
-    before = model_state(model)
+    before = _unusual_state(model)
     with pytest.raises((ValueError, TypeError, RuntimeError, KeyError)):
         call(model, torch.randn(1, 3, 64, 64))
     assert_same_state(before, model_state(model))
