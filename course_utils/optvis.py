@@ -380,7 +380,7 @@ def visualize(model, objective: Objective, *, param: ImageParam | None = None, s
     The image is made on the model's device (give ``pixels`` / ``fourier`` a
     ``device`` when you pass your own). ``model`` is an ``nn.Module`` (give the ``mean`` and ``std`` its inputs are
     normalized with) or a :class:`~course_utils.models.LoadedModel` (they are taken
-    from it). ``transforms`` (with a generator seeded by ``seed``) are applied to the
+    from it). ``transforms`` (with their own generator, seeded by ``seed + 1``) are applied to the
     image before each step. For the pixel parameterization, ``l2`` pulls pixels
     towards grey and ``blur_every`` > 0 blurs them every that many steps
     (Yosinski et al. 2015, "Understanding Neural Networks Through Deep Visualization").

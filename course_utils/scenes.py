@@ -7,7 +7,7 @@ course *measure* how well an explanation points at the object.
 
 >>> scene = make_scene(seed=0, index=3)
 >>> scene.image.shape, scene.image.dtype, scene.names
-((64, 64, 3), dtype('uint8'), ('circle',))
+((64, 64, 3), dtype('uint8'), ('cross',))
 """
 
 from __future__ import annotations

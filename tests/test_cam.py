@@ -534,3 +534,98 @@ def test_normalize_maps_subtracts_the_minimum_and_divides_by_the_range():
     # shared over maps that are all negative: min -6, max -1, range 5
     neg = normalize_maps(torch.tensor([[[-6.0, -1.0]], [[-3.5, -6.0]]]), shared=True)
     assert neg.tolist() == [[[0.0, 1.0]], [[0.5, 0.0]]]
+
+
+# --- pinned by mutation testing ---
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: cam(TinyGAP(), x, 0, layer="features"),
+    lambda x: grad_cam(TinyGAP(), x, 0, layer="features"),
+    lambda x: GradCAM(TinyGAP(), x, "features"),
+], ids=["cam", "grad_cam", "GradCAM"])
+def test_the_input_must_be_a_float_batch_of_images(call):
+    """One image without its batch axis, integer pixels or a NumPy array: each refused
+    before the model runs, with a message that says what came instead."""
+    with pytest.raises(ValueError, match=r"float batch of images \(N, C, H, W\), got \(2, 2, 2\)"):
+        call(TINY_X[0])
+    with pytest.raises(ValueError, match=r"float batch of images \(N, C, H, W\), got \(1, 2, 2, 2\)"):
+        call(TINY_X.long())
+    with pytest.raises(ValueError, match=r"float batch of images \(N, C, H, W\), got ndarray"):
+        call(TINY_X.numpy())
+
+
+def test_a_target_function_explains_no_single_class_minus_one_per_image():
+    """Score = logit 0 - logit 1 on TinyGAP, three images (more than its 2 classes):
+    d score / d A_k = (w_k^0 - w_k^1) / 4 = (-1/4, -1/4), so the map before the ReLU is
+    -(A_1 + A_2) / 4, and each image's class is -1 (no class: a function of the logits)."""
+    x = torch.cat([TINY_X, 2 * TINY_X, TINY_X.flip(1)])  # A_1 + A_2 = (4 0; 0 8), twice that, the same
+    res = grad_cam(TinyGAP(), x, lambda logits: logits[:, 0] - logits[:, 1], layer="features", relu=False)
+    assert res.classes.tolist() == [-1, -1, -1]
+    assert res.maps.tolist() == [[[-1.0, 0.0], [0.0, -2.0]], [[-2.0, 0.0], [0.0, -4.0]], [[-1.0, 0.0], [0.0, -2.0]]]
+    _, classes = GradCAM(TinyGAP(), x, "features").gradients(lambda logits: logits.sum(1))
+    assert classes.tolist() == [-1, -1, -1]
+
+
+def test_guided_grad_cam_with_a_target_function(course):
+    """A function of the logits goes to guided backprop as it is (there is no class to pass)."""
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+
+    def score(logits):
+        return logits[:, 2] - logits[:, 0]
+
+    heat = normalize_maps(grad_cam(course.model, x, score).upsampled(64))
+    expected = guided_backprop(course.model, x, score) * heat[:, None]
+    assert torch.allclose(guided_grad_cam(course.model, x, score), expected, atol=1e-7)
+
+
+class ShiftedGAP(TinyGAP):
+    """TinyGAP whose logits are then scaled and shifted: ``scale * fc(GAP(x)) + shift``."""
+
+    def __init__(self, scale=1.0, shift=0.0):
+        super().__init__()
+        self.scale, self.shift = scale, shift
+
+    def forward(self, x):
+        return super().forward(x) * self.scale + self.shift
+
+
+def test_cam_allows_rounding_but_not_a_real_change_after_the_linear_layer():
+    """The check that CAM applies compares the logits with fc(spatial means) with a relative
+    tolerance of 1e-3 and an absolute one of 1e-4. Here A_1 = (4 0; 0 0), A_2 = (0 0; 0 4):
+    logits (0, 2). A shift of 5e-5 (rounding-sized, even on the logit that is 0) and a scale
+    of 1.0005 pass; a scale of 1.0015 (0.003 off on the logit 2) is a layer CAM cannot see."""
+    x = torch.tensor([[[[4.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 4.0]]]])
+    exact = cam(TinyGAP(), x, 1, layer="features")
+    assert exact.logits.tolist() == [[0.0, 2.0]] and exact.maps.tolist() == [[[8.0, 0.0], [0.0, 0.0]]]
+    for model in (ShiftedGAP(shift=5e-5), ShiftedGAP(scale=1.0005)):
+        assert torch.equal(cam(model, x, 1, layer="features").maps, exact.maps)
+    with pytest.raises(ValueError, match="CAM does not apply: use Grad-CAM"):
+        cam(ShiftedGAP(scale=1.0015), x, 1, layer="features")
+    with pytest.raises(ValueError, match="CAM does not apply: use Grad-CAM"):
+        cam(ShiftedGAP(shift=3e-4), x, 1, layer="features")
+
+
+def test_guided_product_by_hand_and_its_shapes():
+    """Map (0 2) upsampled to 1 x 4 is (0 0.5 1.5 2), scaled to [0, 1]: (0 0.25 0.75 1),
+    times the guided gradient (1 2 3 4): (0 0.5 2.25 4). Shapes that do not fit are refused."""
+    from course_utils.cam import guided_product
+
+    guided = torch.tensor([[[[1.0, 2.0, 3.0, 4.0]]]])  # (1, 1, 1, 4)
+    assert guided_product(guided, torch.tensor([[[0.0, 2.0]]])).tolist() == [[[[0.0, 0.5, 2.25, 4.0]]]]
+    message = r"expected guided \(N, C, H, W\) and maps \(N, h, w\) for the same N"
+    with pytest.raises(ValueError, match=message):  # guided without its channel axis
+        guided_product(torch.ones(2, 4, 4), torch.ones(2, 2, 2))
+    with pytest.raises(ValueError, match=message):  # 2 gradients, 3 maps
+        guided_product(torch.ones(2, 3, 4, 4), torch.ones(3, 2, 2))
+    with pytest.raises(ValueError, match=message):  # one map without its batch axis
+        guided_product(torch.ones(1, 3, 4, 4), torch.ones(2, 2))
+
+
+def test_normalize_maps_stretches_a_small_range_to_one():
+    """A range below 1 is divided by too: the maximum becomes 1, per map and shared."""
+    m = torch.tensor([[[0.25, 0.5], [0.375, 0.75]]])  # min 0.25, range 0.5
+    assert normalize_maps(m).tolist() == [[[0.0, 0.5], [0.25, 1.0]]]
+    pair = torch.tensor([[[0.25, 0.5]], [[0.375, 0.75]]])
+    assert normalize_maps(pair).tolist() == [[[0.0, 1.0]], [[0.0, 1.0]]]
+    assert normalize_maps(pair, shared=True).tolist() == [[[0.0, 0.5]], [[0.25, 1.0]]]

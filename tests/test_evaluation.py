@@ -390,3 +390,85 @@ def test_ssim_equals_scikit_image(seed, window, sigma):
     assert ours == pytest.approx(full.mean(), abs=1e-9)
     assert ev.ssim(torch.from_numpy(a), torch.from_numpy(b * 5 - 2), window=window, sigma=sigma) == \
         pytest.approx(full.mean(), abs=1e-9)  # each map scaled to [0, 1] first
+
+
+# --- pinned by mutation testing ---
+
+
+def test_a_coarse_map_is_resized_as_the_lessons_upsample_it():
+    """Bilinear with align_corners=False, as cam.upsample draws it: columns (0 1) become
+    (0 0.25 0.75 1). So a mask over the third column holds 0.75 of the total 2: 0.375."""
+    coarse = torch.tensor([[0.0, 1.0]]).expand(2, 2)
+    mask = torch.zeros(2, 4, dtype=torch.bool)
+    mask[:, 2] = True
+    m, k = ev.to_mask_size(coarse, mask)
+    assert m.tolist() == [[[0.0, 0.25, 0.75, 1.0]] * 2] and torch.equal(k, mask[None])
+    assert ev.energy_inside(coarse, mask).item() == pytest.approx(0.375)
+
+
+def test_pointing_game_is_strict_by_default():
+    """A peak one pixel off the object misses, unless a tolerance is asked for (the module's
+    pointing game is "without a tolerance"; lesson 09 adds one explicitly)."""
+    mask = square_mask()  # rows and columns 2..4
+    next_to_it = torch.zeros(8, 8)
+    next_to_it[5, 3] = 1.0  # right below the square
+    assert ev.pointing_game(next_to_it, mask).tolist() == [False]
+    assert ev.pointing_game(next_to_it, mask, tolerance=1).tolist() == [True]
+
+
+def test_explain_smoothgrad_averages_16_samples_by_default():
+    """SmoothGrad in explain is saliency's SmoothGrad with 16 noisy samples and seed 0,
+    reduced to the largest |value| over the colour channels."""
+    from course_utils import saliency
+
+    torch.manual_seed(0)
+    model = CourseNet().eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    expected = saliency.smoothgrad(model, x, [1, 2], samples=16, seed=0, progress=False).abs().amax(dim=1)
+    torch.testing.assert_close(ev.explain(model, x, "SmoothGrad", [1, 2]), expected, rtol=0, atol=0)
+
+
+def test_ssim_defaults_to_a_7_tap_gaussian_window_of_sigma_1_5():
+    """An independent SSIM (Wang et al. 2004, eq. 13) with SciPy's Gaussian filter of
+    sigma 1.5 truncated at radius 3 (7 taps), replicated borders ('nearest'), each map
+    first scaled to [0, 1]; on maps with structure up to the border, where padding counts."""
+    from scipy.ndimage import gaussian_filter
+
+    g = np.random.default_rng(4)
+    a = g.random((20, 20))
+    b = np.clip(0.7 * a + 0.3 * g.random((20, 20)), 0, None)
+
+    def reference(x, y):
+        x, y = ((v - v.min()) / (v.max() - v.min()) for v in (x, y))
+
+        def blur(v):
+            return gaussian_filter(v, sigma=1.5, mode="nearest", radius=3)
+
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+        c1, c2 = 0.01**2, 0.03**2
+        return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
+
+    expected = reference(a, b)
+    assert 0.3 < expected < 0.95  # a non-trivial pair
+    assert ev.ssim(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ssim_refuses_maps_that_are_not_two_2d_maps_of_one_size():
+    with pytest.raises(ValueError, match=r"two 2-D maps of one size, got \(8, 8\) and \(4, 4\)"):
+        ev.ssim(torch.rand(8, 8), torch.rand(4, 4))
+    with pytest.raises(ValueError, match=r"two 2-D maps of one size, got \(2, 8, 8\) and \(2, 8, 8\)"):
+        ev.ssim(torch.rand(2, 8, 8), torch.rand(2, 8, 8))
+
+
+def test_a_map_at_the_masks_size_is_used_as_it_is():
+    """Resized only when needed: a map already at the mask's size keeps its exact values,
+    so a log-scaled map (-inf where the map was 0; no resampling to smear it into NaN)
+    points where the map points."""
+    mask = square_mask()  # rows and columns 2..4
+    m = torch.zeros(8, 8)
+    m[3, 4] = 3.0  # the peak, on the object
+    m[0, 0] = 1.0
+    log_m = m.log()
+    assert torch.equal(ev.to_mask_size(log_m, mask)[0][0], log_m)
+    assert ev.pointing_game(torch.stack([m, log_m]), torch.stack([mask, mask])).tolist() == [True, True]

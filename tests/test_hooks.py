@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from course_utils.coursenet import CourseNet
 from course_utils.hooks import (
@@ -12,10 +13,13 @@ from course_utils.hooks import (
     activations_and_gradients,
     capture,
     class_list,
+    RELU_RULES,
     get_layer,
     layer_name,
+    layer_names,
     list_layers,
     model_guard,
+    relu_rule,
     resolve_targets,
 )
 from tests.conftest import all_hooks, assert_same_state, model_state
@@ -404,3 +408,38 @@ def test_an_error_inside_capture_leaves_no_hook():
         with capture(model, "2", detach=False):
             raise KeyboardInterrupt
     assert all_hooks(model) == 0
+
+
+# --- pinned by mutation testing ---
+
+
+def test_a_wrong_layer_argument_is_described_by_its_type_and_value():
+    model = CourseNet()
+    with pytest.raises(TypeError, match=r"of the model, got int 3$"):
+        get_layer(model, 3)
+    with pytest.raises(TypeError, match=r"of the model, got None$"):
+        get_layer(model, None)
+    with pytest.raises(TypeError) as err:
+        layer_names(model, {"features.conv1"})  # a set is not a list
+    assert str(err.value).endswith("got set {'features.conv1'}")
+    with pytest.raises(TypeError) as err:
+        layer_names(model, dict.fromkeys(range(30)))  # a long repr is cut to 60 characters
+    assert str(err.value).endswith("got dict {0: None, 1: None, 2: None, 3: None, 4: None, 5: None, 6:...")
+
+
+def test_only_a_negative_class_index_gets_the_negative_index_hint():
+    # index 0 is out of range only when there are no classes at all: nothing negative about it
+    with pytest.raises(ValueError, match="class index 0 is out of range") as err:
+        resolve_targets(torch.zeros(1, 0), 0)
+    assert "negative" not in str(err.value)
+
+
+@pytest.mark.parametrize("rule", list(RELU_RULES))
+def test_out_of_place_relu_spellings_leave_their_input_alone_under_every_rule(rule):
+    """Only relu_ / inplace=True may overwrite the input; x.relu() is as out of place as F.relu."""
+    for spelling in (F.relu, torch.relu, torch.Tensor.relu, lambda t: t.relu()):
+        x = torch.tensor([-1.0, 2.0])
+        with relu_rule(rule) as mode:
+            y = spelling(x)
+        assert mode.calls == 1
+        assert x.tolist() == [-1.0, 2.0] and y.tolist() == [0.0, 2.0]

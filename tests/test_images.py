@@ -781,3 +781,72 @@ def test_public_api():
 
     assert set(images.__all__) == {"ImageLoadError", "load_image", "SAMPLE_PHOTOS",
                                    "PHOTO_CREDITS", "sample_photo"}
+
+
+# --- pinned by mutation testing ---
+
+
+def test_invalid_max_pixels_is_refused_before_the_source_is_looked_at(tmp_path):
+    # an argument error, not "no such file" and not "too large": max_pixels=0 can never load anything
+    with pytest.raises(ValueError, match=r"max_pixels must be at least 1, got 0") as caught:
+        load_image(tmp_path / "missing.png", max_pixels=0)
+    assert not isinstance(caught.value, ImageLoadError)
+    assert load_image(np.zeros((1, 1), np.uint8), max_pixels=1).shape == (1, 1, 3)  # 1 is allowed
+
+
+def test_max_pixels_counts_height_times_width_of_a_non_square_array():
+    tall_rows = np.zeros((10, 100), np.uint8)  # 10 high, 100 wide: 1,000 pixels
+    assert load_image(tall_rows, max_pixels=1000).shape == (10, 100, 3)
+    assert_load_error(tall_rows, "too large", "100x10 = 1,000 pixels", "max_pixels=999", max_pixels=999)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8), (4, 8, 8)])
+def test_channels_first_hint_for_one_three_and_four_channels(shape):
+    # (1, H, W) is a grayscale image in channels-first layout (a torch habit)
+    with pytest.raises(ImageLoadError, match=r"8 channels \(it looks channels-first; use np\.moveaxis"):
+        load_image(np.zeros(shape, np.uint8))
+
+
+def test_uint16_array_every_value_is_rounded_as_documented():
+    # the documented rule round(v * 255 / 65535) = round(v / 257), for all 65536 values;
+    # v / 257 is never exactly x.5, e.g. 32768 / 257 = 127.502 -> 128, 65407 / 257 = 254.502 -> 255
+    values = np.arange(65536, dtype=np.uint16).reshape(1, -1)
+    expected = np.rint(np.arange(65536) * 255 / 65535).astype(np.uint8)
+    result = load_image(values)
+    np.testing.assert_array_equal(result[0, :, 0], expected)
+    assert result[0, 32768, 0] == 128 and result[0, 65407, 0] == 255
+
+
+FLOAT_HINTS = {
+    "clip": "they are slightly outside it: clip them first with np.clip(a, 0, 1)",
+    "divide": "they look like 0..255 values: divide the array by 255 first",
+    "rescale": "rescale them first, e.g. (a - a.min()) / (a.max() - a.min())",
+}
+
+
+@pytest.mark.parametrize("low, high, hint", [
+    (0.0, 1.01, "clip"),      # the edge of "slightly outside"
+    (-0.01, 1.0, "clip"),
+    (0.0, 1.5, "divide"),     # beyond 1.01: not a rounding slip
+    (0.0, 255.0, "divide"),   # the edge of 0..255
+    (0.0, 255.5, "rescale"),  # beyond 255: not 0..255 values
+    (-0.02, 1.0, "rescale"),
+])
+def test_float_out_of_range_hint_boundaries(low, high, hint):
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(np.array([[low, high]]))
+    assert caught.value.reason.endswith("; " + FLOAT_HINTS[hint]), caught.value.reason
+
+
+def os2_bmp(width: int, height: int) -> bytes:
+    """An OS/2 BMP header (BITMAPCOREHEADER, 12 bytes: 16-bit width and height), 24 bits, no pixels."""
+    core = struct.pack("<IHHHH", 12, width, height, 1, 24)
+    return b"BM" + struct.pack("<IHHI", 26, 0, 0, 26) + core
+
+
+def test_os2_bmp_header_is_not_read_as_a_windows_one():
+    # Read as a Windows header (32-bit sizes at bytes 18..26) this 0x0 OS/2 header would
+    # be "0 x 1572865" (planes 1, 24 bits); the size check leaves OS/2 headers alone, so
+    # no made-up size is reported.
+    error = assert_load_error(os2_bmp(0, 0), "not an image file PIL can read")
+    assert "pixels" not in str(error)

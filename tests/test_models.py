@@ -354,3 +354,93 @@ def test_old_imagenet_files_without_num_batches_tracked_still_load(empty_torch_h
     torch.save(old, path)
     m = load_model("resnet18")
     assert torch.equal(m.model.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
+
+
+# --- pinned by mutation testing ---
+
+
+def test_downscaling_averages_neighbouring_pixels_instead_of_skipping_them():
+    """128 x 128 columns 0, 0, 255, 255, ... down to 64 x 64: bilinear with antialiasing
+    weighs the four columns around each output column 1/8, 3/8, 3/8, 1/8, so the
+    stripes blur to 2/8 * 255 = 63.75 and 6/8 * 255 = 191.25 (a plain bilinear sample
+    at factor 2 would keep 0 and 255: aliasing). At the edges the weights that fall
+    outside are dropped: 1/7 * 255 = 36.4 on the left, 6/7 * 255 = 218.6 on the right."""
+    m = load_model("course")
+    column = np.array([0, 0, 255, 255] * 32, np.uint8)
+    image = np.broadcast_to(column[None, :, None], (128, 128, 3)).copy()
+    shown = m.to_display(m.batch(image))[0] * 255  # (64, 64, 3)
+    expected = np.array([36.4] + [191.25, 63.75] * 31 + [218.6])  # 64 columns
+    assert np.abs(shown - expected[None, :, None]).max() < 1.0
+
+
+def test_top_classes_default_is_five_and_a_single_logit_vector_is_one_image():
+    m = load_model("course")
+    probs = torch.tensor([0.02, 0.08, 0.10, 0.15, 0.25, 0.40])  # softmax(log p) = p
+    c = m.categories
+    expected = [(c[5], 0.40), (c[4], 0.25), (c[3], 0.15), (c[2], 0.10), (c[1], 0.08)]
+    for logits in (probs.log(), probs.log()[None]):  # (6,) and (1, 6)
+        top = m.top_classes(logits)
+        assert len(top) == 1 and [name for name, _ in top[0]] == [name for name, _ in expected]
+        assert np.allclose([p for _, p in top[0]], [p for _, p in expected], atol=1e-6)
+
+
+def test_the_course_checkpoint_env_variable_is_named_only_for_the_course_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKPOINT", str(tmp_path / "mine.pt"))
+    with pytest.raises(WeightsNotAvailableError, match=r"COURSE_CHECKPOINT environment variable points "
+                                                       r"at this file; unset it"):
+        load_model("course")
+    # the shortcut model is never read from COURSE_CHECKPOINT: its error does not mention it
+    monkeypatch.setattr(models, "COURSE_CHECKPOINT", tmp_path / "coursenet.pt")
+    with pytest.raises(WeightsNotAvailableError) as err:
+        load_model("shortcut")
+    assert "shortcutnet.pt" in str(err.value) and "COURSE_CHECKPOINT" not in str(err.value)
+
+
+@pytest.mark.parametrize("content, missing", [
+    ("no classes", "no 'classes' entry;"),
+    ({}, "no 'state_dict', 'classes', 'mean', 'std' entries;"),
+])
+def test_only_a_dict_of_tensors_is_called_a_bare_state_dict(content, missing, tmp_path, monkeypatch):
+    ckpt = course_checkpoint(classes=None) if content == "no classes" else content
+    monkeypatch.setenv("COURSE_CHECKPOINT", str(write_checkpoint(tmp_path / "coursenet.pt", ckpt)))
+    with pytest.raises(WeightsNotAvailableError) as err:
+        load_model("course")
+    msg = str(err.value)
+    assert f"it is not a course checkpoint: it has {missing}" in msg and "bare state dict" not in msg
+
+
+class RecordingBar:
+    """Stands in for tqdm: records the total it is given and what it is told."""
+
+    made: list = []
+
+    def __init__(self, total=None, **kwargs):
+        self.total, self.n = total, 0
+        RecordingBar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        self.n += n
+
+
+@pytest.mark.parametrize("content_length", [True, False])
+def test_fetch_shows_the_size_when_the_server_gives_it_and_works_without(content_length, tmp_path, monkeypatch):
+    import tqdm.auto
+
+    data = b"pretend weights" * 1000
+    response = FakeResponse(data)
+    if not content_length:
+        response.headers = {}  # the server sent no Content-Length
+    monkeypatch.setattr(models.urllib.request, "urlopen", lambda url, timeout: response)
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    RecordingBar.made = []
+    dest = tmp_path / f"net-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    models._fetch("https://example.invalid/net.pth", dest, timeout=1)
+    assert dest.read_bytes() == data
+    [bar] = RecordingBar.made
+    assert bar.total == (len(data) if content_length else None) and bar.n == len(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -323,3 +325,166 @@ def test_l2_keeps_an_activation_maximizing_image_closer_to_grey(course):
     spread = [(img - 0.5).pow(2).mean().item() for img in (start, free.images, held.images)]
     assert spread[2] < spread[1]
     assert spread[2] < spread[0]  # held closer to grey than where it started
+
+
+# --- pinned by mutation testing ------------------------------------------------------------------
+
+
+def test_pixels_start_grey_plus_noise_clipped_to_the_unit_range():
+    start = ov.pixels(2, 64, seed=0).pixels.detach()  # default sd = 0.05: almost nothing clipped
+    assert start.shape == (2, 3, 64, 64)
+    assert start.mean().item() == pytest.approx(0.5, abs=0.005)
+    assert start.std().item() == pytest.approx(0.05, abs=0.005)
+    wide = ov.pixels(1, 64, seed=0, sd=1.0).pixels.detach()  # noise far beyond [0, 1]: clipped, not wrapped
+    assert wide.min().item() == 0.0 and wide.max().item() == 1.0
+    assert 0.2 < (wide == 0).float().mean().item() < 0.4  # P(0.5 + z < 0) = P(z < -0.5) = 0.31
+
+
+def _fourier_amplitude(param, k: int) -> float:
+    """The amplitude, before the sigmoid, of the image made from one real spectrum
+    coefficient 0.01 at horizontal frequency k / size (no colour mixing)."""
+    spec = param.params[0]
+    with torch.no_grad():
+        spec.zero_()
+        spec[0, :, 0, k, 0] = 0.01
+        img = param()[0, 0]
+    return torch.log(img / (1 - img)).abs().max().item()
+
+
+def test_fourier_scales_each_frequency_by_one_over_f():
+    """irfft2 (norm="ortho") turns coefficient c at frequency k into (2 c s_k / size) cos(2 pi k x / size),
+    and at k = 0 into the constant c s_0 / size, where s_k is the spectrum scale. With the default
+    decay 1, s_k ~ 1 / k: k = 1 gives twice the amplitude of k = 2 and three times that of k = 3.
+    The constant term (f = 0) is scaled as the lowest frequency 1 / size: s_0 = s_1, so its constant
+    is half the k = 1 amplitude."""
+    p = ov.fourier(1, 16, seed=0, decorrelate=False)
+    a = {k: _fourier_amplitude(p, k) for k in range(4)}
+    assert a[1] / a[2] == pytest.approx(2.0, rel=1e-3)
+    assert a[1] / a[3] == pytest.approx(3.0, rel=1e-3)
+    assert a[0] / a[1] == pytest.approx(0.5, rel=1e-3)
+    p2 = ov.fourier(1, 16, seed=0, decay=2.0, decorrelate=False)  # 1 / f^2
+    assert _fourier_amplitude(p2, 1) / _fourier_amplitude(p2, 2) == pytest.approx(4.0, rel=1e-3)
+
+
+def test_random_scale_resizes_bilinearly_and_never_below_one_pixel():
+    img = torch.arange(16.0).view(1, 1, 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    assert ov.random_scale([1])(img, gen) is img  # scale 1: untouched
+    # half size: bilinear sampling halfway between pixels averages each 2x2 block
+    half = ov.random_scale([0.5])(img, gen)
+    assert half.tolist() == [[[[2.5, 4.5], [10.5, 12.5]]]]
+    assert ov.random_scale([2])(img, gen).shape == (1, 1, 8, 8)
+    # 4 * 0.1 rounds to 0 pixels: kept at 1 x 1 (the mean of the image)
+    tiny = ov.random_scale([0.1])(img, gen)
+    assert tiny.shape == (1, 1, 1, 1)
+    assert ov.random_scale([0.1])(img[..., :1, :], gen).shape == (1, 1, 1, 1)
+
+
+def _ramps(size: int) -> torch.Tensor:
+    """Channel 0 is the normalized x coordinate of each pixel centre, channel 1 the y coordinate
+    (grid_sample's convention with align_corners=False: (2 j + 1) / size - 1), channel 2 x * y."""
+    c = (2 * torch.arange(size, dtype=torch.float32) + 1) / size - 1
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([x, y, x * y])[None]
+
+
+def _angle(rotated: torch.Tensor) -> float:
+    """The rotation of the x ramp, from its slopes in the middle of the image: sampling the input
+    at (cos a x - sin a y, ...) gives out = cos a x - sin a y, so a = atan2(-d/dy, d/dx)."""
+    out = rotated[0, 0]
+    m = out.shape[-1] // 2
+    ddx = (out[m, m + 1] - out[m, m - 1]).item()
+    ddy = (out[m + 1, m] - out[m - 1, m]).item()
+    return math.degrees(math.atan2(-ddy, ddx))
+
+
+def test_random_rotate_of_zero_degrees_is_the_identity():
+    img = _ramps(16)
+    assert torch.allclose(ov.random_rotate(0)(img, torch.Generator().manual_seed(0)), img, atol=1e-5)
+
+
+def test_random_rotate_draws_angles_evenly_from_minus_to_plus_degrees():
+    img = _ramps(32)
+    angles = [_angle(ov.random_rotate(30)(img, torch.Generator().manual_seed(s))) for s in range(40)]
+    assert all(-30.01 <= a <= 30.01 for a in angles)
+    assert min(angles) < -20 and max(angles) > 20  # both directions, out to near the limit
+    assert abs(np.mean(angles)) < 7  # uniform on [-30, 30]: mean 0, sd of the mean of 40 about 2.7
+
+
+def test_standard_transforms_pad_then_scale_by_at_most_five_percent():
+    """size 64: k = 2, a grey border of 6 (76 pixels), then scales 0.95 .. 1.05 give
+    round(76 * s) in {72, 74, 76, 78, 80}; jitter and rotation keep the size."""
+    img = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    t = ov.standard_transforms(64)
+    sizes = {t(img, torch.Generator().manual_seed(s)).shape[-1] for s in range(60)}
+    assert sizes == {72, 74, 76, 78, 80}
+
+
+def test_gaussian_blur_spreads_an_impulse_into_the_gaussian_kernel():
+    """sigma = 1: radius ceil(2 sigma) = 2, weights exp(-x^2 / 2) for x = -2..2, normalized;
+    a separable blur turns an impulse into the outer product of the kernel with itself."""
+    img = torch.zeros(1, 1, 9, 9)
+    img[0, 0, 4, 4] = 1.0
+    w = [math.exp(-(x**2) / 2) for x in range(-2, 3)]
+    k = torch.tensor(w) / sum(w)  # about [0.054, 0.244, 0.403, 0.244, 0.054]
+    expected = torch.zeros(9, 9)
+    expected[2:7, 2:7] = k[:, None] * k[None, :]
+    assert torch.allclose(ov.gaussian_blur(img, 1.0)[0, 0], expected, atol=1e-6)
+
+
+def test_neuron_defaults_to_the_centre_of_the_map():
+    acts = {"l": torch.arange(2 * 4 * 6, dtype=torch.float32).view(1, 2, 4, 6)}  # 4 x 6 maps
+    # centre (4 // 2, 6 // 2) = (2, 3) of channel 1: 24 + 2 * 6 + 3
+    assert ov.neuron("l", 1)(acts).tolist() == [39.0]
+    assert ov.neuron("l", 1)(acts).tolist() == ov.neuron("l", 1, 2, 3)(acts).tolist()
+
+
+def test_diversity_averages_over_the_other_images():
+    """Three images: 0 and 1 alike (cosine 1), 2 unlike both (cosine 0). Each score is minus the
+    mean similarity to the *other* two: -(1 + 0) / 2 for images 0 and 1, -(0 + 0) / 2 for image 2."""
+    one_hot = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])[:, :, None, None].expand(3, 2, 3, 3)
+    assert ov.diversity("l")({"l": one_hot}).tolist() == pytest.approx([-0.5, -0.5, 0.0])
+    assert ov.diversity("l")({"l": torch.ones(3, 2, 3, 3)}).tolist() == pytest.approx([-1.0, -1.0, -1.0])
+
+
+def _summing_model() -> nn.Module:
+    """One 1x1 conv adding the three colour channels: every pixel raises its mean."""
+    conv = nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    return nn.Sequential(conv)
+
+
+def test_one_step_at_the_default_learning_rate_moves_each_pixel_by_0_05():
+    """Adam's first step is lr * g / (|g| + eps): lr = 0.05 in the gradient's sign, for every pixel."""
+    start = ov.pixels(1, 8, seed=0).pixels.detach()
+    r = ov.visualize(_summing_model(), ov.channel("0", 0), size=8, steps=1, mean=MEAN, std=STD, progress=False)
+    assert torch.allclose(r.images - start, torch.full_like(start, 0.05), atol=1e-5)
+
+
+def test_a_zero_learning_rate_is_refused():
+    with pytest.raises(ValueError, match="lr > 0"):
+        ov.visualize(_summing_model(), ov.channel("0", 0), size=8, steps=1, lr=0.0, mean=MEAN, std=STD,
+                     progress=False)
+
+
+def test_blur_every_k_blurs_after_every_kth_step():
+    """With an objective of weight 0 nothing else moves the pixels: after 1 step with blur_every=2
+    the image is the start; after 2 steps it is the start blurred once; blur_every=1 blurs each step."""
+    start = ov.pixels(1, 16, seed=0).pixels.detach()
+    blurred = ov.gaussian_blur(start, 0.5)
+    kw = {"size": 16, "mean": MEAN, "std": STD, "progress": False}
+    nothing = 0.0 * ov.channel("0", 0)
+    assert torch.equal(ov.visualize(_summing_model(), nothing, steps=1, blur_every=2, **kw).images, start)
+    assert torch.allclose(ov.visualize(_summing_model(), nothing, steps=2, blur_every=2, **kw).images, blurred,
+                          atol=1e-6)
+    assert torch.allclose(ov.visualize(_summing_model(), nothing, steps=1, blur_every=1, **kw).images, blurred,
+                          atol=1e-6)
+
+
+def test_zero_steps_return_the_start_and_an_empty_history():
+    start = ov.pixels(2, 8, seed=0).pixels.detach()
+    r = ov.visualize(_summing_model(), ov.channel("0", 0), size=8, n=2, steps=0, mean=MEAN, std=STD,
+                     progress=False)
+    assert r.steps == 0 and r.history.shape == (0, 2) and torch.equal(r.images, start)

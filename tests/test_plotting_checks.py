@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,21 @@ def test_checks_print_one_line_and_never_raise(capsys):
     checks.check_softmax(torch.full((1, 3), 1 / 3), torch.zeros(1, 3))
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("… softmax") and out[1].startswith("✓ softmax")
+
+
+# --- pinned by mutation testing ---
+
+
+def test_verdict_on_empty_answers_and_on_a_difference_of_exactly_the_tolerance():
+    assert checks.verdict("nothing", [], []) == (True, "✓ nothing: exact")
+    assert checks.verdict("half", [0.5], [0.0], atol=0.5) == (
+        True, "✓ half: close (max difference within the allowed 0.5)")  # the tolerance itself is allowed
+
+
+def test_compare_allows_1e5_by_default_and_check_softmax_takes_a_single_row(capsys):
+    checks.compare("x", [1.0 + 3e-7], [1.0])
+    checks.check_softmax([0.25 + 5e-7, 0.75 - 5e-7], [0.0, math.log(3)])  # one row of logits: e^0 : e^ln3 = 1 : 3
+    assert capsys.readouterr().out.splitlines() == [
+        "✓ x: close (max difference within the allowed 1e-05)",
+        "✓ softmax: close (max difference within the allowed 1e-06)",
+    ]

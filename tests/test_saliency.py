@@ -556,3 +556,35 @@ def test_explorer_offers_imagenet_models_when_present(imagenet_cache):
     ex.controls["model"].value = "resnet18"
     assert ex.message.value == "" and len(ex.controls["target"].options) == 4
     assert ex.controls["target"].value == ex.controls["target"].options[0][1]
+
+
+# --- pinned by mutation testing ---
+
+
+def test_smoothgrad_defaults_are_15_percent_noise_and_25_copies_in_one_batch(course_random):
+    x = torch.randn(1, 3, 32, 32)
+    with ForwardCounter(course_random) as counter:
+        default = smoothgrad(course_random, x, 3, progress=False)
+        assert counter.calls == 1  # 25 copies, batches of 25
+    explicit = smoothgrad(course_random, x, 3, noise=0.15, samples=25, batch_size=25, progress=False)
+    assert torch.equal(default, explicit)
+
+
+def test_smoothgrad_shows_a_progress_bar_over_its_batches_by_default(course_random, capsys):
+    x = torch.randn(1, 3, 16, 16)
+    one_by_one = smoothgrad(course_random, x, 2, samples=3, batch_size=1)  # batches of one copy are fine
+    err = capsys.readouterr().err
+    assert "SmoothGrad (3 samples)" in err and "3/3" in err  # every batch counted
+    at_once = smoothgrad(course_random, x, 2, samples=3, batch_size=3, progress=False)
+    assert capsys.readouterr() == ("", "")
+    assert close(one_by_one, at_once)
+
+
+def test_saliency_map_divides_by_the_given_percentile_of_the_magnitudes():
+    g = torch.arange(101.0).view(1, 1, 1, 101)  # magnitudes 0, 1, ..., 100: the p-th percentile is p
+    m = saliency_map(g, "abs", percentile=50)[0, 0]
+    assert m[25].item() == 0.5 and m[50].item() == 1.0 and m[100].item() == 1.0
+    m = saliency_map(-g, "signed", percentile=50)[0, 0]
+    assert m[25].item() == -0.5 and m[100].item() == -1.0
+    m = saliency_map(g, "abs")[0, 0]  # by default the 99th percentile
+    assert m[33].item() == pytest.approx(1 / 3) and m[99].item() == pytest.approx(1.0)

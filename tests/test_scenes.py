@@ -211,3 +211,139 @@ def test_masks_cover_exactly_the_pixels_the_object_covers_at_least_half(monkeypa
             assert t[m].min() > 0.25, (i, k, "a mask pixel shows the background")
             assert t[_ring(m)].max() < 0.75, (i, k, "a pixel just outside the mask shows the object")
             assert t[m].mean() > 0.8 and np.median(t[_ring(m)]) < 0.4  # mostly object in, background out
+
+
+# --- pinned by mutation testing ---
+
+
+def _reach(mask, cx, cy, degrees):
+    """How far the mask reaches from (cx, cy) in the direction ``degrees`` (image axes: x to
+    the right, y down, so -90 is straight up): the distance to its last pixel on that ray."""
+    theta = np.deg2rad(degrees)
+    t = np.arange(0, mask.shape[0] / 2, 0.25)
+    rows = np.floor(cy + t * np.sin(theta)).astype(int)
+    cols = np.floor(cx + t * np.cos(theta)).astype(int)
+    return t[mask[rows, cols]].max()
+
+
+@pytest.mark.parametrize(
+    "name, n_points, a_point_at, inner",
+    [
+        # inner: the nearest the outline comes to the centre, over the furthest
+        ("square", 4, 45, np.cos(np.pi / 4)),  # corners on the diagonals, flat sides: r cos 45
+        ("triangle", 3, -90, 0.5),  # points up, flat side below at r cos 60 = r / 2
+        ("hexagon", 6, 0, np.cos(np.pi / 6)),  # corners left and right, flat top at r cos 30
+        ("star", 5, -90, 0.42),  # five tips, one up; inner corners at 0.42 r
+        ("cross", 4, 0, 0.36 * np.sqrt(2) / np.hypot(1, 0.36)),  # arms along the axes, half-width 0.36 r
+    ],
+)
+def test_shapes_have_their_documented_corners_and_orientation(name, n_points, a_point_at, inner):
+    """Drawn unrotated (angle 0) and large (r = 100 px), each shape's outline, seen from the
+    centre, has as many points as the shape has corners (a hexagon 6, a triangle 3), one of them
+    in the documented direction (the triangle and the star point up), and dips between them as
+    far as the geometry says. Measured on the mask: how far it reaches in each direction."""
+    from course_utils import scenes
+
+    r, c = 100.0, 128.0
+    mask = scenes._coverage(name, c, c, r, 0.0, 256) >= 0.5
+    reach = np.array([_reach(mask, c, c, d) for d in range(360)])
+    assert abs(reach.min() / reach.max() - inner) < 0.03
+    # the points: runs of directions where the outline is further out than halfway between its extremes
+    out = reach > (reach.min() + reach.max()) / 2
+    assert np.count_nonzero(out & ~np.roll(out, 1)) == n_points
+    assert out[a_point_at % 360]
+    outermost = {"cross": np.hypot(1, 0.36) * r}.get(name, r)  # the cross's outer corners are beyond r
+    assert abs(reach.max() - outermost) < 2
+    # the circle has no points: the same reach all round
+    disc = scenes._coverage("circle", c, c, r, 0.0, 256) >= 0.5
+    round_reach = [_reach(disc, c, c, d) for d in range(0, 360, 5)]
+    assert max(round_reach) - min(round_reach) < 1.5 and abs(np.mean(round_reach) - r) < 1
+
+
+#: Lesson 10's signature colours: top and bottom of each class's background gradient.
+DOCUMENTED_SIGNATURES = {
+    "circle": ((0.80, 0.30, 0.25), (0.65, 0.20, 0.15)),  # brick red
+    "square": ((0.30, 0.70, 0.30), (0.20, 0.55, 0.25)),  # grass green
+    "triangle": ((0.25, 0.40, 0.85), (0.15, 0.30, 0.65)),  # sky blue
+    "star": ((0.85, 0.80, 0.30), (0.70, 0.65, 0.20)),  # sand yellow
+    "cross": ((0.60, 0.35, 0.75), (0.45, 0.25, 0.60)),  # violet
+    "hexagon": ((0.30, 0.75, 0.75), (0.20, 0.60, 0.60)),  # teal
+}
+
+
+def test_signature_backgrounds_run_top_to_bottom_through_lesson_10s_colours(monkeypatch):
+    """With the texture taken away (a flat base background), a signature background is its
+    top colour in row 0 and its bottom colour at the last row, shifted by one shade of at most
+    0.05 per channel for the whole image, a different shade for each scene, lighter or darker."""
+    from course_utils import scenes
+
+    monkeypatch.setattr(scenes, "_background", lambda rng, size: np.full((size, size, 3), 0.5, np.float32))
+    shades = []
+    for k, name in enumerate(CLASSES):
+        top, bottom = (np.array(c) for c in DOCUMENTED_SIGNATURES[name])
+        for i in range(4):
+            image = make_scene(6, i, background=k).image.astype(float) / 255  # objects never touch the border
+            assert image[0].std(0).max() < 0.03 and image[-1].std(0).max() < 0.03  # each row one colour
+            shade_top = image[0].mean(0) - top
+            shade_bottom = image[-1].mean(0) - (top + (bottom - top) * 63 / 64)
+            assert np.abs(shade_top - shade_bottom).max() < 0.015, (name, i)  # 64 pixels of noise sd 0.02 each
+            assert np.abs(shade_top).max() < 0.06, (name, i, shade_top)
+            shades.append(shade_top)
+    shades = np.array(shades)
+    assert shades.min() < -0.025 and shades.max() > 0.025  # shades vary both ways
+
+
+def test_the_shortcut_models_training_scenes_did_not_change():
+    """The shipped shortcut model (lesson 10) was trained on make_scenes(..., seed=0, bias=0.95):
+    its first six scenes, fingerprinted when it was trained, must stay bit for bit the same."""
+    s = make_scenes(6, seed=0, bias=0.95)
+    assert s.labels[:, 0].tolist() == [0, 1, 2, 3, 4, 5] and s.backgrounds.tolist() == [0, 1, 2, 3, 4, 5]
+    assert hashlib.sha256(s.images.tobytes() + s.masks.tobytes()).hexdigest()[:16] == "66f1129f4c2155f2"
+
+
+#: Area of each shape's outline over r^2 (r: its outer radius), from the geometry: a square
+#: 2, an equilateral triangle 3 sqrt(3) / 4, a regular hexagon 3 sqrt(3) / 2, the star ten
+#: triangles r x 0.42 r at 36 degrees, the cross two 2r x 0.72r bars less their 0.72r square overlap.
+AREA_OVER_R2 = {
+    "circle": np.pi,
+    "square": 2.0,
+    "triangle": 3 * np.sqrt(3) / 4,
+    "star": 10 * 0.5 * 0.42 * np.sin(np.pi / 5),
+    "cross": 2 * 2 * 0.72 - 0.72**2,
+    "hexagon": 3 * np.sqrt(3) / 2,
+}
+
+
+def test_two_object_scenes_shrink_a_crowded_object_only_a_little():
+    """Objects of two-object scenes have an outer radius of 13-22 % of the image side. When
+    100 tries find no room, the next tries are 12 % smaller, never more in these scenes: no
+    object is below 0.88 x 0.13 x 64 = 7.3 px. Radius measured from the mask's area."""
+    smallest = 0.88 * 0.13 * 64
+    rescued = [(0, 1), (0, 6), (1, 84), (4, 107)]  # scenes that needed more than 100 tries
+    for seed, index in rescued + [(7, i) for i in range(40)]:
+        s = make_scene(seed, index, n_objects=2)
+        for name, m in zip(s.names, s.masks):
+            radius = np.sqrt(m.sum() / AREA_OVER_R2[name])
+            assert 0.97 * smallest < radius < 1.06 * 0.22 * 64, (seed, index, name, radius)
+
+
+def test_defaults_draw_seed_0():
+    """make_scene() and make_scenes(n) draw seed 0, the seed of the course model's training data."""
+    assert make_scene().image.tobytes() == make_scene(0, 0).image.tobytes()
+    assert make_scene(index=3).image.tobytes() == make_scene(seed=0, index=3).image.tobytes()
+    assert make_scenes(2).images.tobytes() == make_scenes(2, seed=0).images.tobytes()
+
+
+def test_the_module_docstring_example_is_right():
+    """It said scene 3 of seed 0 was a circle; it is a cross."""
+    import doctest
+
+    from course_utils import scenes
+
+    result = doctest.testmod(scenes)
+    assert result.attempted >= 1 and result.failed == 0
+
+
+def test_an_empty_set_is_refused_clearly():
+    with pytest.raises(ValueError, match="n must be positive, got 0"):
+        make_scenes(0)
