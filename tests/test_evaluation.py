@@ -472,3 +472,97 @@ def test_a_map_at_the_masks_size_is_used_as_it_is():
     log_m = m.log()
     assert torch.equal(ev.to_mask_size(log_m, mask)[0][0], log_m)
     assert ev.pointing_game(torch.stack([m, log_m]), torch.stack([mask, mask])).tolist() == [True, True]
+
+
+def test_masks_and_maps_may_be_lists_of_per_image_tensors_or_arrays():
+    """A list of (H, W) masks (one tensor per scene, or NumPy arrays) is stacked as a batch:
+    the same answers as the stacked tensor."""
+    mask = square_mask()  # rows and columns 2..4
+    on, off = torch.zeros(8, 8), torch.zeros(8, 8)
+    on[3, 3], off[7, 0] = 1.0, 1.0
+    stacked_maps, stacked_masks = torch.stack([on, off]), torch.stack([mask, mask])
+    for maps, masks in [([on, off], [mask, mask]), ([on.numpy(), off.numpy()], [mask.numpy(), mask.numpy()]),
+                        (stacked_maps.numpy(), stacked_masks.numpy()), (stacked_maps, stacked_masks)]:
+        assert ev.pointing_game(maps, masks).tolist() == [True, False]
+        assert ev.energy_inside(maps, masks).tolist() == [1.0, 0.0]
+
+
+def test_pointing_game_tolerance_reaches_the_same_distance_in_every_direction():
+    """A one-pixel object at (4, 4): peaks 2 pixels above, below, left and right of it are
+    hits with a tolerance of 2, and misses with a tolerance of 1."""
+    mask = torch.zeros(9, 9, dtype=torch.bool)
+    mask[4, 4] = True
+    maps = torch.zeros(4, 9, 9)
+    for i, (y, x) in enumerate([(2, 4), (6, 4), (4, 2), (4, 6)]):
+        maps[i, y, x] = 1.0
+    masks = torch.stack([mask] * 4)
+    assert ev.pointing_game(maps, masks, tolerance=2).tolist() == [True] * 4
+    assert ev.pointing_game(maps, masks, tolerance=1).tolist() == [False] * 4
+
+
+def test_energy_inside_does_not_depend_on_the_maps_scale():
+    """A share: the same 18 / 20 for a map of total 20, 0.2 or 0.002 (e.g. a normalised map)."""
+    mask = square_mask()
+    peaked = torch.zeros(8, 8)
+    peaked[2:5, 2:5] = 2.0
+    peaked[0, 0] = 2.0
+    for scale in (1.0, 0.01, 1e-4):
+        assert ev.energy_inside(peaked * scale, mask).item() == pytest.approx(18 / 20), scale
+
+
+class PixelAt(nn.Module):
+    """Class 1's logit is channel 0 of the pixel (row, col); class 0's is 0."""
+
+    def __init__(self, row, col):
+        super().__init__()
+        self.row, self.col = row, col
+
+    def forward(self, x):
+        v = x[:, 0, self.row, self.col]
+        return torch.stack([torch.zeros_like(v), v], dim=1)
+
+
+def test_curves_rank_the_pixels_of_the_map_as_the_lessons_show_it():
+    """A 1 x 4 image, one pixel per step; the model looks at the last pixel (column 3).
+    A coarse map (0, 1, 0.65) is upsampled bilinearly with align_corners=False, as
+    cam.upsample draws it: (0, 0.625, 0.86875, 0.65), so column 3 goes second
+    (with align_corners=True, (0, 0.667, 0.883, 0.65), it would go third).
+    A map at the image's size is used as it is, even log-scaled (-inf where it was 0):
+    log(0, 3, 0, 1) ranks columns 1, 3, 0, 2, so column 3 goes second too."""
+    x = torch.full((1, 3, 1, 4), 2.0)
+    s, half = torch.sigmoid(torch.tensor(2.0)).item(), 0.5
+    expected = torch.tensor([[s, s, half, half, half]])
+    _, deleted = ev.deletion_curve(PixelAt(0, 3), x, torch.tensor([[[0.0, 1.0, 0.65]]]), 1, steps=4)
+    torch.testing.assert_close(deleted, expected)
+    log_map = torch.tensor([[[0.0, 3.0, 0.0, 1.0]]]).log()
+    _, deleted = ev.deletion_curve(PixelAt(0, 3), x, log_map, 1, steps=4)
+    torch.testing.assert_close(deleted, expected)
+
+
+def test_ssim_of_flat_maps_is_defined():
+    """A flat map scales to all zeros (not 0/0): two flat maps, at any levels, are identical
+    (SSIM 1), and a flat map against a structured one gives a number, not NaN."""
+    assert ev.ssim(torch.full((8, 8), 3.0), torch.zeros(8, 8)) == 1.0
+    img = torch.rand(8, 8, generator=torch.Generator().manual_seed(0))
+    assert 0.0 <= ev.ssim(torch.ones(8, 8), img) < 0.5
+
+
+def test_cascading_randomization_resets_a_block_of_layers():
+    """A block (a Sequential of convolution, batch norm and ReLU) can be given as one layer:
+    each of its layers drawn as torch.manual_seed(seed) and their reset_parameters() in turn;
+    the layers outside the block keep their weights."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()),
+                          nn.Flatten(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        model[0][1].weight.fill_(3.0)
+    _, twin = next(ev.cascading_randomization(model, ["0"], seed=2))
+    by_hand = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        by_hand[0][0].reset_parameters()
+        by_hand[0][1].reset_parameters()
+    for k, v in by_hand.state_dict().items():
+        assert torch.equal(v, twin.state_dict()[k]), k
+    assert not torch.equal(twin[0][0].weight, model[0][0].weight)
+    assert torch.equal(twin[0][1].weight, torch.ones(4)) and torch.equal(twin[2].weight, model[2].weight)
