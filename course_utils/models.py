@@ -225,10 +225,8 @@ def _load_state(path: Path, name: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a half-written or foreign file
-        raise WeightsNotAvailableError(
-            f"the weights file for {name!r} at {path} cannot be read: it is damaged or not a "
-            f"PyTorch weights file ({type(exc).__name__}). {_repair_advice(name)}"
-        ) from exc
+        raise _damaged(name, path, f"it cannot be read: it is damaged or not a PyTorch weights file "
+                                   f"({type(exc).__name__})") from exc
 
 
 def _few(keys: list[str], n: int = 3) -> str:
