@@ -1,7 +1,7 @@
 """The safe core: find layers by name, capture what flows through them, and
 always hand the caller's model back exactly as it came in.
 
-Four pieces, each small enough to read in one go:
+Three pieces, each small enough to read in one go:
 
 * :func:`get_layer` / :func:`list_layers` / :func:`layer_name` — dotted names
   (``"features.conv4"``, ``"layer4.2.conv3"``) with helpful errors; wherever a layer
@@ -14,9 +14,9 @@ Four pieces, each small enough to read in one go:
   ``torch.autograd.grad`` straight down to those outputs (parameters' ``.grad``
   are never touched). :func:`check_gradients_allowed` is the one check every
   gradient method makes first: no gradient can be had inside ``torch.inference_mode()``.
-* :func:`relu_rule` — a context manager that swaps the backward rule of every
-  ReLU for guided backprop's or the deconvnet's (lesson 04), with no hooks and no
-  module replaced.
+
+Lesson 04's ReLU backward rules (:data:`RELU_RULES`, :func:`relu_rule`) live in
+:mod:`course_utils.relu_rules` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,25 +29,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
-__all__ = [
-    "LayerNotFoundError",
-    "get_layer",
-    "layer_name",
-    "layer_names",
-    "list_layers",
-    "model_guard",
-    "capture",
-    "activations_and_gradients",
-    "check_gradients_allowed",
-    "hook_counts",
-    "resolve_targets",
-    "class_list",
-    "RELU_RULES",
-    "relu_rule",
-]
+from .relu_rules import RELU_RULES, relu_rule
+
+__all__ = ["LayerNotFoundError", "get_layer", "layer_name", "layer_names", "list_layers", "model_guard", "capture",
+           "activations_and_gradients", "check_gradients_allowed", "hook_counts", "resolve_targets", "class_list",
+           "target_classes", "check_input",
+           "RELU_RULES", "relu_rule"]
 
 
 # --- layer lookup ---------------------------------------------------------------
@@ -92,6 +80,8 @@ def _describe(value) -> str:
 def layer_name(model: nn.Module, layer: str | nn.Module) -> str:
     """The dotted name of ``layer``, given by its name (checked) or as a module of ``model``.
 
+    >>> from course_utils.coursenet import CourseNet
+    >>> model = CourseNet()
     >>> layer_name(model, model.features.relu5)
     'features.relu5'
 
@@ -142,32 +132,19 @@ def get_layer(model: nn.Module, name: str | nn.Module) -> nn.Module:
     modules = dict(model.named_modules())
     if name in modules and name:
         return modules[name]
-    names = [n for n in modules if n]
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     convs = list_layers(model, "conv")
-    conv_hint = (
-        f" Its conv layers are: {', '.join(convs[:12])}{', ...' if len(convs) > 12 else ''}."
-        if convs
-        else ""
-    )
-    raise LayerNotFoundError(
-        f"{type(model).__name__} has no layer named {name!r}.{hint}{conv_hint}"
-        " (list_layers(model) shows every name.)"
-    )
+    more = ", ..." if len(convs) > 12 else ""
+    conv_hint = f" Its conv layers are: {', '.join(convs[:12])}{more}." if convs else ""
+    raise LayerNotFoundError(f"{type(model).__name__} has no layer named {name!r}.{hint}{conv_hint}"
+                             " (list_layers(model) shows every name.)")
 
 
 # --- the guard ------------------------------------------------------------------
 
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-)
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
 
 
 def hook_counts(model: nn.Module) -> dict[str, int]:
@@ -195,10 +172,9 @@ def model_guard(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, before in hooks:
             for d, keys in before.items():
-                table = getattr(m, d, None)
-                if table is not None:
-                    for k in [k for k in table if k not in keys]:
-                        del table[k]
+                table = getattr(m, d, {})
+                for k in [k for k in table if k not in keys]:
+                    del table[k]
         for m, kids in children:
             if m._modules != kids:
                 m._modules.clear()
@@ -226,13 +202,20 @@ def check_gradients_allowed(what: str) -> None:
                            "run it outside that block (torch.no_grad() is fine)")
 
 
+class _Enough(Exception):
+    """Raised by capture's hooks to stop the forward pass once every layer has run."""
+
+
 @contextlib.contextmanager
-def capture(model: nn.Module, layers, *, detach: bool = True) -> Iterator[dict]:
+def capture(model: nn.Module, layers, *, detach: bool = True, stop_early: bool = False) -> Iterator[dict]:
     """Keep the output of each layer during the forward passes inside the block.
 
+    >>> from course_utils.coursenet import CourseNet
+    >>> model, x = CourseNet(), torch.zeros(1, 3, 64, 64)
     >>> with capture(model, ["features.conv1", model.features.conv4]) as acts:
-    ...     model(x)
+    ...     logits = model(x)
     >>> acts["features.conv4"].shape
+    torch.Size([1, 64, 16, 16])
 
     ``layers`` is one layer or a list, each a dotted name or a module of the model;
     ``acts`` is keyed by the dotted names.
@@ -242,11 +225,16 @@ def capture(model: nn.Module, layers, *, detach: bool = True) -> Iterator[dict]:
     enabled while the model runs (``torch.enable_grad()``). Either way the kept tensor is
     safe from in-place operations later in the network. If a layer runs several times
     in one forward pass, the last output is kept. The hooks are removed on exit.
+
+    With ``stop_early=True`` the forward pass stops as soon as every layer has given
+    its output: the rest of the network never runs, the block ends there and the
+    model call does not return (``logits`` above would stay unassigned).
     """
     names = layer_names(model, layers)  # errors before any hook is added
     found = {name: get_layer(model, name) for name in names}
     acts: dict[str, torch.Tensor] = {}
     handles = []
+    enough = _Enough()  # this block's own signal, so that a capture nested inside lets it through
 
     def keeper(name):
         def hook(module, inputs, output):
@@ -255,11 +243,13 @@ def capture(model: nn.Module, layers, *, detach: bool = True) -> Iterator[dict]:
             # Keep our own copy: a later in-place op (ReLU(inplace=True)) must not change it.
             if detach:
                 acts[name] = output.detach().clone()
-                return None
-            if not output.requires_grad and torch.is_grad_enabled():
-                output = output.detach().requires_grad_(True)  # frozen model, input without grad
-            acts[name] = output
-            return output.clone()
+            else:
+                if not output.requires_grad and torch.is_grad_enabled():
+                    output = output.detach().requires_grad_(True)  # frozen model, input without grad
+                acts[name] = output
+            if stop_early and len(acts) == len(found):
+                raise enough
+            return None if detach else output.clone()
 
         return hook
 
@@ -267,6 +257,9 @@ def capture(model: nn.Module, layers, *, detach: bool = True) -> Iterator[dict]:
         for name, module in found.items():
             handles.append(module.register_forward_hook(keeper(name)))
         yield acts
+    except _Enough as e:
+        if e is not enough:
+            raise
     finally:
         for h in handles:
             h.remove()
@@ -286,10 +279,8 @@ def class_list(target, n: int, n_classes: int | None) -> list[int]:
     elif isinstance(target, Sequence) and not isinstance(target, str):
         idx_list = list(target)
     else:
-        raise TypeError(
-            "a target is a class index (int), a list of them (one per image), None "
-            f"(the top class) or a function of the model's output; got {target!r}"
-        )
+        raise TypeError("a target is a class index (int), a list of them (one per image), None "
+                        f"(the top class) or a function of the model's output; got {target!r}")
     if len(idx_list) != n:
         raise ValueError(f"{len(idx_list)} targets given for a batch of {n} images")
     for t in idx_list:
@@ -317,16 +308,34 @@ def resolve_targets(output: torch.Tensor, target) -> torch.Tensor:
             shape = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
             raise ValueError(f"a target function must return one score per image, shape ({n},); got {shape}")
         return score
+    return output.gather(1, target_classes(output, target).to(output.device).view(-1, 1)).squeeze(1)
+
+
+def target_classes(output: torch.Tensor, target) -> torch.Tensor:
+    """The class behind each image's score, (N,) on the CPU: ``target`` checked against the
+    (N, C) logits, each image's top class for ``None``, -1 for a function of the logits."""
+    if callable(target):
+        return torch.full((output.shape[0],), -1, dtype=torch.long)
     if target is None:
-        idx = output.argmax(dim=1)
+        return output.argmax(dim=1).cpu()
+    return torch.tensor(class_list(target, *output.shape), dtype=torch.long)
+
+
+def check_input(x) -> None:
+    """A float batch of images (N, C, H, W), or a ValueError saying what came instead."""
+    if not isinstance(x, torch.Tensor):
+        got = type(x).__name__
+    elif x.ndim != 4:
+        got = f"{tuple(x.shape)}; for one image use x.unsqueeze(0)"
+    elif not x.is_floating_point():
+        got = f"{tuple(x.shape)} of {x.dtype}: it must be floating point (preprocessed, e.g. by LoadedModel.batch)"
     else:
-        idx = torch.tensor(class_list(target, n, c), device=output.device)
-    return output.gather(1, idx.view(-1, 1)).squeeze(1)
+        return
+    raise ValueError(f"the input is a float batch of images (N, C, H, W), got {got}")
 
 
-def activations_and_gradients(
-    model: nn.Module, x: torch.Tensor, layers, target=None
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def activations_and_gradients(model: nn.Module, x: torch.Tensor, layers, target=None
+                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """One forward pass, then gradients of the target score to the layers' outputs.
 
     ``layers``: one layer or a list, each a dotted name or a module of the model.
@@ -351,94 +360,6 @@ def activations_and_gradients(
         grads = torch.autograd.grad(score.sum(), [acts[n] for n in names], allow_unused=True)
         for name, g in zip(names, grads):
             if g is None:
-                raise RuntimeError(
-                    f"the score does not depend on layer {name!r}: its output is not on the path "
-                    "from the input to the chosen class"
-                )
-        return (
-            logits.detach(),
-            {n: acts[n].detach() for n in names},
-            {n: g.detach() for n, g in zip(names, grads)},
-        )
-
-
-# --- ReLU backward rules ----------------------------------------------------------
-
-#: How a ReLU passes a gradient g back, given its forward input x (lesson 04):
-#: plain backprop gates by the forward input, the deconvnet by the sign of g,
-#: guided backprop by both (Springenberg et al. 2015, "Striving for Simplicity", fig. 1).
-RELU_RULES = {
-    "plain": "g * (x > 0)",
-    "deconvnet": "g * (g > 0)",
-    "guided": "g * (x > 0) * (g > 0)",
-}
-
-
-class _RuleReLU(torch.autograd.Function):
-    """ReLU forward; the chosen rule backward. In place when the caller asked for it."""
-
-    @staticmethod
-    def forward(ctx, x, rule: str, inplace: bool):
-        if inplace:
-            ctx.mark_dirty(x)
-            out = x.clamp_(min=0)
-        else:
-            out = x.clamp(min=0)
-        ctx.rule = rule
-        ctx.save_for_backward(out)  # out > 0 exactly where x > 0
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        if ctx.rule == "deconvnet":
-            return g.clamp(min=0), None, None
-        if ctx.rule == "guided":
-            g = g.clamp(min=0)
-        return g * (out > 0), None, None
-
-
-# Every way PyTorch spells a ReLU: nn.ReLU calls F.relu; F.relu_ is torch.relu_.
-_RELU_FUNCS = {F.relu: False, torch.relu: False, torch.Tensor.relu: False,
-               torch.relu_: True, torch.Tensor.relu_: True}
-
-
-class _ReLURuleMode(TorchFunctionMode):
-    def __init__(self, rule: str):
-        super().__init__()
-        self.rule = rule
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func not in _RELU_FUNCS:
-            return func(*args, **kwargs)
-        x = args[0] if args else kwargs["input"]
-        inplace = _RELU_FUNCS[func] or bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
-        self.calls += 1
-        return _RuleReLU.apply(x, self.rule, inplace)
-
-
-@contextlib.contextmanager
-def relu_rule(rule: str) -> Iterator[_ReLURuleMode]:
-    """Inside the block, every ReLU passes gradients back by ``rule``:
-    ``"plain"`` (ordinary backprop), ``"guided"`` or ``"deconvnet"`` (see :data:`RELU_RULES`).
-
-    >>> with relu_rule("guided") as mode:
-    ...     logits = model(x)              # the forward pass is unchanged
-    >>> torch.autograd.grad(logits[0, c], x)  # may run after the block
-
-    The rule is attached to each ReLU as it runs in the forward pass, so the
-    gradient taken later follows it. It catches every ReLU spelling — ``nn.ReLU``
-    (in place or not, one module reused several times as in torchvision's
-    ResNet blocks), ``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place
-    twins — by intercepting PyTorch functions while the block runs (a
-    ``TorchFunctionMode``): no hook is added and no module replaced. Not caught:
-    ReLUs written another way (``x.clamp(min=0)``, ``torch.maximum``), other
-    activations (ReLU6, GELU, ...) and TorchScript models. ``mode.calls`` counts
-    the ReLUs that ran, so a caller can tell when there were none.
-    """
-    if rule not in RELU_RULES:
-        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
-    with _ReLURuleMode(rule) as mode:
-        yield mode
+                raise RuntimeError(f"the score does not depend on layer {name!r}: its output is not on the path "
+                                   "from the input to the chosen class")
+        return logits.detach(), {n: acts[n].detach() for n in names}, {n: g.detach() for n, g in zip(names, grads)}

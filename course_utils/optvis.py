@@ -1,71 +1,47 @@
 """Activation maximization (lesson 03): find an image that a unit of the network responds to.
 
-Gradient ascent on the input (Erhan et al. 2009, "Visualizing Higher-Layer
-Features of a Deep Network"; Simonyan et al. 2014, sec. 2), in three small,
-swappable parts:
+Gradient ascent on the input (Erhan et al. 2009, "Visualizing Higher-Layer Features of a Deep
+Network"; Simonyan et al. 2014, sec. 2), in three small, swappable parts:
 
-* **parameterizations** — how the image is made from the numbers being optimized:
-  :func:`pixels` (the pixels themselves) or :func:`fourier` (a scaled frequency
-  spectrum with decorrelated colour; Olah et al. 2017, "Feature Visualization",
-  Distill; Mordvintsev et al. 2018, "Differentiable Image Parameterizations").
-  Each returns an :class:`ImageParam`.
-* **transforms** — random jitter, scale and rotation applied before each step
-  (transformation robustness), composable with :func:`compose`; each takes the
-  image and a ``torch.Generator``.
-* **objectives** — :func:`channel`, :func:`neuron`, :func:`class_logit`,
-  :func:`diversity`; they add, subtract and scale (``channel(...) + 0.1 * diversity(...)``).
+* **parameterizations** — how the image is made from the numbers being optimized: :func:`pixels`
+  (the pixels themselves) or :func:`fourier` (a scaled frequency spectrum with decorrelated colour;
+  Olah et al. 2017, "Feature Visualization", Distill; Mordvintsev et al. 2018, "Differentiable Image
+  Parameterizations"). Each returns an :class:`ImageParam`.
+* **transforms** — random jitter, scale and rotation applied before each step (transformation
+  robustness), composable with :func:`compose`; each takes the image and a ``torch.Generator``.
+* **objectives** — :func:`channel`, :func:`neuron`, :func:`class_logit`, :func:`diversity`; they
+  add, subtract and scale (``channel(...) + 0.1 * diversity(...)``).
 
-:func:`visualize` runs the loop. The forward pass stops at the deepest layer the
-objective needs (the rest of the network is not computed); the model's
-parameters are frozen inside the guard, so only the image gets gradients. Hooks
-never outlive a call and the model comes back unchanged. Same seed, same image.
+:func:`visualize` runs the loop. The forward pass stops at the deepest layer the objective needs
+(:func:`~course_utils.hooks.capture` with ``stop_early``: the rest of the network is not computed);
+the model's parameters are frozen inside the guard, so only the image gets gradients. Hooks never
+outlive a call and the model comes back unchanged. Same seed, same image.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from .hooks import get_layer, model_guard
+from .hooks import capture, layer_names, model_guard, resolve_targets
 
-__all__ = [
-    "COLOUR_SQRT",
-    "ImageParam",
-    "Objective",
-    "Result",
-    "channel",
-    "class_logit",
-    "compose",
-    "diversity",
-    "fourier",
-    "gaussian_blur",
-    "high_frequency_energy",
-    "jitter",
-    "neuron",
-    "pad",
-    "pixels",
-    "random_rotate",
-    "random_scale",
-    "standard_transforms",
-    "visualize",
-]
+__all__ = ["COLOUR_SQRT", "ImageParam", "Objective", "Result", "channel", "class_logit", "compose", "diversity",
+           "fourier", "gaussian_blur", "high_frequency_energy", "jitter", "neuron", "pad", "pixels", "random_rotate",
+           "random_scale", "standard_transforms", "visualize"]
 
 # --- parameterizations ----------------------------------------------------------------
 
-#: A square root of the colour covariance of natural photos: U·sqrt(S) from the SVD
-#: of the RGB covariance of the course's five sample photos (1.17 M pixels), scaled so
-#: that its largest column has norm 1. Multiplying three *uncorrelated* channels by it
-#: gives colours that vary together the way photo colours do (tests recompute it).
-COLOUR_SQRT = torch.tensor([
-    [-0.6146, 0.2968, 0.0255],
-    [-0.5884, -0.0664, -0.0656],
-    [-0.5253, -0.2729, 0.0437],
-])
+#: A square root of the colour covariance of natural photos: U·sqrt(S) from the SVD of the RGB
+#: covariance of the course's five sample photos (1.17 M pixels), scaled so that its largest column
+#: has norm 1. Multiplying three *uncorrelated* channels by it gives colours that vary together the
+#: way photo colours do (tests recompute it).
+COLOUR_SQRT = torch.tensor([[-0.6146, 0.2968, 0.0255],
+                            [-0.5884, -0.0664, -0.0656],
+                            [-0.5253, -0.2729, 0.0437]])
 
 
 @dataclass
@@ -81,50 +57,34 @@ class ImageParam:
         return self.make()
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def pixels(n: int = 1, size: int = 64, seed: int = 0, sd: float = 0.05, device="cpu") -> ImageParam:
-    """The plain parameterization: the pixels are the parameters, starting from grey
-    plus Gaussian noise of standard deviation ``sd``. They are clipped to [0, 1] after
-    each step by :func:`visualize`."""
-    p = (0.5 + sd * torch.randn((n, 3, size, size), generator=_generator(seed))).clamp(0, 1)
+    """The plain parameterization: the pixels are the parameters, starting from grey plus Gaussian
+    noise of standard deviation ``sd``. They are clipped to [0, 1] after each step by :func:`visualize`."""
+    p = (0.5 + sd * torch.randn((n, 3, size, size), generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
     p = p.to(device).requires_grad_(True)  # drawn on the CPU: the same start on any device
     return ImageParam([p], lambda: p, "pixels", pixels=p)
 
 
-def _spectrum_scale(h: int, w: int, decay: float) -> torch.Tensor:
-    fy = torch.fft.fftfreq(h)[:, None]
-    fx = torch.fft.rfftfreq(w)[None, :]
-    freq = torch.sqrt(fx**2 + fy**2)
-    return 1.0 / freq.clamp(min=1.0 / max(h, w)) ** decay  # 1/f: low frequencies get large steps
-
-
-_GAIN = 4.0
-
-
 def fourier(n: int = 1, size: int = 64, seed: int = 0, decay: float = 1.0, sd: float = 0.1,
             decorrelate: bool = True, device="cpu") -> ImageParam:
-    """The image as a frequency spectrum, each frequency scaled by 1/f^decay, so that
-    a gradient step changes smooth patterns about as much as fine ones; then colours
-    decorrelated (:data:`COLOUR_SQRT`) and squashed into [0, 1] with a sigmoid.
-    ``sd`` is roughly the spread of the starting image before the sigmoid."""
-    h = w = size
-    # Spectrum values of size 1/_GAIN make pixels of size about 1 (before the sigmoid); the
+    """The image as a frequency spectrum, each frequency scaled by 1/f^decay, so that a gradient step
+    changes smooth patterns about as much as fine ones; then colours decorrelated (:data:`COLOUR_SQRT`)
+    and squashed into [0, 1] with a sigmoid. ``sd`` is roughly the spread of the start before the sigmoid."""
+    # Spectrum values of size 1/gain make pixels of size about 1 (before the sigmoid); the
     # gain sets how far one optimizer step moves the image (about as far as for pixels).
-    scale = _spectrum_scale(h, w, decay)
-    scale = (_GAIN * scale / scale.pow(2).mean().sqrt()).to(device)
-    spec = (sd / _GAIN * torch.randn((n, 3, h, w // 2 + 1, 2), generator=_generator(seed))).to(device)
-    spec.requires_grad_(True)
+    gain = 4.0
+    freq = torch.sqrt(torch.fft.rfftfreq(size)[None, :] ** 2 + torch.fft.fftfreq(size)[:, None] ** 2)
+    scale = 1.0 / freq.clamp(min=1.0 / size) ** decay  # 1/f: low frequencies get large steps
+    scale = (gain * scale / scale.pow(2).mean().sqrt()).to(device)
+    spec = sd / gain * torch.randn((n, 3, size, size // 2 + 1, 2), generator=torch.Generator().manual_seed(seed))
+    spec = spec.to(device).requires_grad_(True)
     colours = COLOUR_SQRT.to(device)
 
     def make() -> torch.Tensor:
-        img = torch.fft.irfft2(torch.view_as_complex(spec) * scale, s=(h, w), norm="ortho")
+        img = torch.fft.irfft2(torch.view_as_complex(spec) * scale, s=(size, size), norm="ortho")
         if decorrelate:
             img = torch.einsum("ij,njhw->nihw", colours, img)
         return torch.sigmoid(img)
-
     return ImageParam([spec], make, "fourier")
 
 
@@ -139,16 +99,12 @@ def _randint(gen: torch.Generator, lo: int, hi: int) -> int:
 
 def jitter(d: int) -> Transform:
     """Shift the image by up to ``d`` pixels in each direction (wrapping around)."""
-    def t(img, gen):
-        return torch.roll(img, shifts=(_randint(gen, -d, d), _randint(gen, -d, d)), dims=(2, 3))
-    return t
+    return lambda img, gen: torch.roll(img, shifts=(_randint(gen, -d, d), _randint(gen, -d, d)), dims=(2, 3))
 
 
 def pad(w: int, value: float = 0.5) -> Transform:
     """A border of ``w`` grey pixels, so that jitter and rotation do not wrap the edges in."""
-    def t(img, gen):
-        return F.pad(img, (w, w, w, w), value=value)
-    return t
+    return lambda img, gen: F.pad(img, (w, w, w, w), value=value)
 
 
 def random_scale(scales: Sequence[float]) -> Transform:
@@ -186,8 +142,7 @@ def standard_transforms(size: int = 64) -> Transform:
     """Pad, jitter, scale, rotate, jitter: the robustness recipe of Olah et al. 2017,
     with distances scaled to the image size (their values are for 224² images)."""
     k = max(1, round(size / 32))
-    return compose(pad(3 * k), jitter(2 * k), random_scale([1, 0.975, 1.025, 0.95, 1.05]),
-                   random_rotate(5), jitter(k))
+    return compose(pad(3 * k), jitter(2 * k), random_scale([1, 0.975, 1.025, 0.95, 1.05]), random_rotate(5), jitter(k))
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -211,7 +166,6 @@ def high_frequency_energy(img: torch.Tensor) -> torch.Tensor:
 
 # --- objectives ------------------------------------------------------------------------------
 
-
 @dataclass
 class Objective:
     """A score per image (N,) computed from the captured activations and the logits.
@@ -225,19 +179,15 @@ class Objective:
     def __call__(self, acts: dict, logits: torch.Tensor | None = None) -> torch.Tensor:
         return self.fn(acts, logits)
 
-    def _join(self, other: Objective, fn, name: str) -> Objective:
-        layers = tuple(dict.fromkeys(self.layers + other.layers))
-        return Objective(fn, layers, self.needs_logits or other.needs_logits, name)
-
     def __add__(self, other):
         if isinstance(other, (int, float)):
-            return Objective(lambda a, lg: self(a, lg) + other, self.layers, self.needs_logits, f"{self.name} + {other}")
-        return self._join(other, lambda a, lg: self(a, lg) + other(a, lg), f"{self.name} + {other.name}")
-
+            return replace(self, fn=lambda a, lg: self(a, lg) + other, name=f"{self.name} + {other}")
+        return Objective(lambda a, lg: self(a, lg) + other(a, lg), tuple(dict.fromkeys(self.layers + other.layers)),
+                         self.needs_logits or other.needs_logits, f"{self.name} + {other.name}")
     __radd__ = __add__
 
     def __neg__(self):
-        return Objective(lambda a, lg: -self(a, lg), self.layers, self.needs_logits, f"-{self.name}")
+        return replace(self, fn=lambda a, lg: -self(a, lg), name=f"-{self.name}")
 
     def __sub__(self, other):
         return self + (-other)
@@ -245,15 +195,14 @@ class Objective:
     def __mul__(self, k: float):
         if not isinstance(k, (int, float)):
             raise TypeError("objectives are scaled by numbers; to combine two, add them")
-        return Objective(lambda a, lg: k * self(a, lg), self.layers, self.needs_logits, f"{k} × {self.name}")
-
+        return replace(self, fn=lambda a, lg: k * self(a, lg), name=f"{k} × {self.name}")
     __rmul__ = __mul__
 
 
-def _per_image(index, n: int, what: str) -> torch.Tensor:
-    idx = [index] * n if isinstance(index, int) else list(index)
+def _per_image(c, n: int) -> torch.Tensor:
+    idx = [c] * n if isinstance(c, int) else list(c)
     if len(idx) != n:
-        raise ValueError(f"{len(idx)} {what}s given for a batch of {n} images")
+        raise ValueError(f"{len(idx)} channels given for a batch of {n} images")
     return torch.tensor(idx, dtype=torch.long)
 
 
@@ -269,7 +218,7 @@ def channel(layer: str, c: int | Sequence[int]) -> Objective:
     """The mean activation of channel ``c`` of ``layer`` (one channel per image if a list)."""
     def fn(acts, logits):
         a = _spatial(acts, layer)
-        idx = _per_image(c, a.shape[0], "channel")
+        idx = _per_image(c, a.shape[0])
         if int(idx.max()) >= a.shape[1] or int(idx.min()) < 0:
             raise ValueError(f"channel {int(idx.max())} is out of range: {layer!r} has channels 0..{a.shape[1] - 1}")
         return a[torch.arange(a.shape[0]), idx].mean(dim=(1, 2))
@@ -280,7 +229,7 @@ def neuron(layer: str, c: int | Sequence[int], y: int | None = None, x: int | No
     """The activation of channel ``c`` at one position (default: the centre of the map)."""
     def fn(acts, logits):
         a = _spatial(acts, layer)
-        idx = _per_image(c, a.shape[0], "channel")
+        idx = _per_image(c, a.shape[0])
         yy = a.shape[2] // 2 if y is None else y
         xx = a.shape[3] // 2 if x is None else x
         if not (0 <= yy < a.shape[2] and 0 <= xx < a.shape[3]):
@@ -290,15 +239,9 @@ def neuron(layer: str, c: int | Sequence[int], y: int | None = None, x: int | No
 
 
 def class_logit(c: int | Sequence[int]) -> Objective:
-    """The logit of class ``c`` (not its softmax probability: that can rise by pushing
-    the other classes down instead of raising this one)."""
-    def fn(acts, logits):
-        idx = _per_image(c, logits.shape[0], "class")
-        if int(idx.max()) >= logits.shape[1] or int(idx.min()) < 0:
-            raise ValueError(f"class index {int(idx.max())} is out of range: this model has classes "
-                             f"0..{logits.shape[1] - 1}")
-        return logits[torch.arange(logits.shape[0]), idx]
-    return Objective(fn, (), needs_logits=True, name=f"logit {c}")
+    """The logit of class ``c``, one class per image if a list (not its softmax probability: that can
+    rise by pushing the other classes down instead of raising this one)."""
+    return Objective(lambda acts, logits: resolve_targets(logits, c), (), needs_logits=True, name=f"logit {c}")
 
 
 def diversity(layer: str) -> Objective:
@@ -318,11 +261,6 @@ def diversity(layer: str) -> Objective:
 
 # --- the loop ------------------------------------------------------------------------------------
 
-
-class _Enough(Exception):
-    """Raised by a hook once every layer the objective needs has run."""
-
-
 @dataclass
 class Result:
     """``images``: (N, 3, H, W) in [0, 1]; ``history``: the objective per step, (steps, N);
@@ -339,53 +277,22 @@ class Result:
         return self.images.permute(0, 2, 3, 1).numpy()
 
 
-def _forward(model: nn.Module, x: torch.Tensor, objective: Objective, modules: dict):
-    """Run the model only as far as the objective needs: (activations, logits or None)."""
-    acts: dict[str, torch.Tensor] = {}
-    handles = []
-    stop_early = not objective.needs_logits
-
-    def keeper(name):
-        def hook(module, inputs, output):
-            acts[name] = output
-            if stop_early and len(acts) == len(modules):
-                raise _Enough
-            return output.clone()  # what we keep must not be changed by a later in-place op
-        return hook
-
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(keeper(name)))
-        try:
-            logits = model(x)
-        except _Enough:
-            logits = None
-    finally:
-        for h in handles:
-            h.remove()
-    missing = [n for n in modules if n not in acts]
-    if missing:
-        raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
-    return acts, logits
-
-
 def visualize(model, objective: Objective, *, param: ImageParam | None = None, size: int = 64, n: int = 1,
               transforms: Transform | None = None, steps: int = 128, lr: float = 0.05, l2: float = 0.0,
-              blur_every: int = 0, blur_sigma: float = 0.5, mean=None, std=None, seed: int = 0,
-              progress: bool = True, stop: Callable[[], bool] | None = None,
-              callback: Callable[[int, torch.Tensor], None] | None = None, callback_every: int = 16) -> Result:
-    """Gradient ascent on the image: ``steps`` Adam steps of size ``lr`` on ``param``
-    (default :func:`pixels` of ``n`` images of ``size``²) to raise ``objective``.
+              blur_every: int = 0, blur_sigma: float = 0.5, mean=None, std=None, seed: int = 0, progress: bool = True,
+              stop: Callable[[], bool] | None = None, callback: Callable[[int, torch.Tensor], None] | None = None,
+              callback_every: int = 16) -> Result:
+    """Gradient ascent on the image: ``steps`` Adam steps of size ``lr`` on ``param`` (default
+    :func:`pixels` of ``n`` images of ``size``²) to raise ``objective``.
 
-    The image is made on the model's device (give ``pixels`` / ``fourier`` a
-    ``device`` when you pass your own). ``model`` is an ``nn.Module`` (give the ``mean`` and ``std`` its inputs are
-    normalized with) or a :class:`~course_utils.models.LoadedModel` (they are taken
-    from it). ``transforms`` (with their own generator, seeded by ``seed + 1``) are applied to the
-    image before each step. For the pixel parameterization, ``l2`` pulls pixels
-    towards grey and ``blur_every`` > 0 blurs them every that many steps
-    (Yosinski et al. 2015, "Understanding Neural Networks Through Deep Visualization").
-    ``stop()`` is asked before each step (a Stop button); ``callback(step, image)``
-    runs every ``callback_every`` steps (live pictures). ``progress`` shows a bar.
+    ``model`` is an ``nn.Module`` (give the ``mean`` and ``std`` its inputs are normalized with) or a
+    :class:`~course_utils.models.LoadedModel` (they are taken from it). The image is made on the model's
+    device (give ``pixels`` / ``fourier`` a ``device`` when you pass your own). ``transforms`` (with their
+    own generator, seeded by ``seed + 1``) are applied to the image before each step. For the pixel
+    parameterization, ``l2`` pulls pixels towards grey and ``blur_every`` > 0 blurs them every that many
+    steps (Yosinski et al. 2015, "Understanding Neural Networks Through Deep Visualization"). ``stop()``
+    is asked before each step (a Stop button); ``callback(step, image)`` runs every ``callback_every``
+    steps (live pictures). ``progress`` shows a bar.
     """
     if hasattr(model, "model") and hasattr(model, "mean"):  # a LoadedModel
         mean, std, model = model.mean if mean is None else mean, model.std if std is None else std, model.model
@@ -395,55 +302,47 @@ def visualize(model, objective: Objective, *, param: ImageParam | None = None, s
         raise TypeError(f"the objective is built with channel(), neuron(), class_logit() ..., got {objective!r}")
     if steps < 0 or lr <= 0:
         raise ValueError(f"steps must be >= 0 and lr > 0, got steps={steps}, lr={lr}")
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    param = pixels(n, size, seed, device=device) if param is None else param
-    modules = {name: get_layer(model, name) for name in objective.layers}
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    gen = _generator(seed + 1)
+    if param is None:  # made on the model's device
+        param = pixels(n, size, seed, device=next(model.parameters(), torch.empty(0)).device)
+    names = layer_names(model, objective.layers)  # a wrong name fails before any work
+    mean_t, std_t = (torch.as_tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (mean, std))
+    gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(param.params, lr=lr)
     history = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=f"maximizing {objective.name}", unit="step")
-    done = 0
-    with model_guard(model), torch.enable_grad():
+    from tqdm.auto import tqdm
+    bar = tqdm(total=steps, desc=f"maximizing {objective.name}", unit="step", disable=not progress)
+    with model_guard(model), torch.enable_grad(), bar:
         model.eval()
-        for p in model.parameters():  # only the image learns; no parameter .grad is written
-            p.requires_grad_(False)
-        try:
-            for step in range(steps):
-                if stop is not None and stop():
-                    break
-                img = param()
-                x = transforms(img, gen) if transforms is not None else img
-                acts, logits = _forward(model, (x - mean_t.to(x)) / std_t.to(x), objective, modules)
-                score = objective(acts, logits)
-                loss = -score.sum()
-                if l2 and param.pixels is not None:
-                    loss = loss + l2 * (param.pixels - 0.5).pow(2).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward(inputs=param.params)
-                opt.step()
+        model.requires_grad_(False)  # only the image learns; no parameter .grad is written
+        for step in range(steps):
+            if stop is not None and stop():
+                break
+            img = param()
+            x = transforms(img, gen) if transforms is not None else img
+            logits = None  # stays None when the pass stops at the objective's layers
+            with capture(model, names, detach=False, stop_early=not objective.needs_logits) as acts:
+                logits = model((x - mean_t.to(x)) / std_t.to(x))
+            missing = [name for name in names if name not in acts]
+            if missing:
+                raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
+            score = objective(acts, logits)
+            loss = -score.sum()
+            if l2 and param.pixels is not None:
+                loss = loss + l2 * (param.pixels - 0.5).pow(2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=param.params)
+            opt.step()
+            with torch.no_grad():
+                if param.pixels is not None:
+                    if blur_every and (step + 1) % blur_every == 0:
+                        param.pixels.copy_(gaussian_blur(param.pixels, blur_sigma))
+                    param.pixels.clamp_(0, 1)
+            history.append(score.detach())
+            bar.update(1)
+            if callback is not None and (step + 1) % callback_every == 0:
                 with torch.no_grad():
-                    if param.pixels is not None:
-                        if blur_every and (step + 1) % blur_every == 0:
-                            param.pixels.copy_(gaussian_blur(param.pixels, blur_sigma))
-                        param.pixels.clamp_(0, 1)
-                history.append(score.detach())
-                done = step + 1
-                if bar is not None:
-                    bar.update(1)
-                if callback is not None and (done % callback_every == 0):
-                    with torch.no_grad():
-                        callback(done, param().detach())
-        finally:
-            if bar is not None:
-                bar.close()
+                    callback(step + 1, param().detach())
     with torch.no_grad():
         images = param().detach().clamp(0, 1)
     hist = torch.stack(history) if history else torch.zeros(0, images.shape[0])
-    return Result(images, hist, done, objective.name)
+    return Result(images, hist, len(history), objective.name)

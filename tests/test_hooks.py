@@ -185,6 +185,47 @@ def test_capture_checks_names_before_adding_any_hook():
     assert all_hooks(model) == 0
 
 
+def test_capture_can_stop_the_forward_pass_once_every_layer_has_run():
+    """stop_early: nothing after the last captured layer runs, the block ends at the model call
+    and the code after the block goes on; without it the same pass runs to the end."""
+    model = tiny_linear_head()
+    x = torch.randn(2, 1, 4, 4)
+    ran, after_call = [], []
+    model[2].register_forward_pre_hook(lambda *a: ran.append("flatten"))
+    for detach in (True, False):
+        with capture(model, [model[1], "0"], detach=detach, stop_early=True) as acts:
+            model(x)
+            after_call.append(detach)  # never reached
+        assert sorted(acts) == ["0", "1"] and ran == [] and after_call == []
+        assert all_hooks(model) == 1  # only the test's own pre-hook
+        assert torch.equal(acts["1"], acts["0"].clamp(min=0))
+    with capture(model, "1", stop_early=False) as acts:
+        logits = model(x)
+    assert logits.shape == (2, 3) and ran == ["flatten"]
+
+
+def test_a_stopping_capture_inside_another_ends_only_its_own_block():
+    """The inner block's stop is its own: the outer block goes on; the outer block's stop
+    is not swallowed by an inner capture; any other error goes through."""
+    model = tiny_linear_head()
+    x = torch.randn(1, 1, 4, 4)
+    with capture(model, "3") as outer:
+        with capture(model, "0", stop_early=True) as inner:
+            model(x)
+        assert "0" in inner and "3" not in outer
+        model(x)
+    assert "3" in outer
+    reached = []
+    with capture(model, "0", stop_early=True):
+        with capture(model, "3"):
+            model(x)
+        reached.append(True)  # the outer stop ends the outer block, not just the inner one
+    assert reached == [] and all_hooks(model) == 0
+    with pytest.raises(RuntimeError, match="half way"):
+        with capture(model, "3", stop_early=True):
+            raise RuntimeError("an error half way")
+
+
 # --- targets ---------------------------------------------------------------------
 
 
@@ -443,3 +484,19 @@ def test_out_of_place_relu_spellings_leave_their_input_alone_under_every_rule(ru
             y = spelling(x)
         assert mode.calls == 1
         assert x.tolist() == [-1.0, 2.0] and y.tolist() == [0.0, 2.0]
+
+
+def test_target_classes_is_the_class_behind_each_score():
+    """The same reading of a target as resolve_targets: the score is the logit of that class."""
+    from course_utils.hooks import target_classes
+
+    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, -1.0, 0.5]])
+    assert target_classes(logits, None).tolist() == [1, 0]
+    assert target_classes(logits, 2).tolist() == [2, 2]
+    assert target_classes(logits, [2, 1]).tolist() == [2, 1]
+    assert target_classes(logits, lambda z: z[:, 0]).tolist() == [-1, -1]
+    for target in (None, 2, [2, 1]):
+        picked = logits.gather(1, target_classes(logits, target).view(-1, 1))[:, 0]
+        assert torch.equal(resolve_targets(logits, target), picked)
+    with pytest.raises(ValueError, match="class index 3 is out of range"):
+        target_classes(logits, 3)
