@@ -20,10 +20,12 @@ is recorded below the layer and Grad-CAM costs about one forward pass. The
 model comes back exactly as it went in.
 
 A layer is given by its dotted name (``"features.relu5"``) or as the module itself
-(``model.features.relu5``); results report the name. The gradient methods work
-under ``torch.no_grad()`` (they switch gradients on for themselves and leave the
-mode as it was) but not inside ``torch.inference_mode()``, where they raise one
-clear error; CAM takes no gradient and works there too.
+(``model.features.relu5``); results report the name. Left out, it is the one the model's
+record names (:data:`course_utils.models.MODELS`: the last block for Grad-CAM, the CAM
+layer and head for CAM). The gradient methods work under ``torch.no_grad()`` (they switch
+gradients on for themselves and leave the mode as it was) but not inside
+``torch.inference_mode()``, where they raise one clear error; CAM takes no gradient and
+works there too.
 """
 
 from __future__ import annotations
@@ -36,22 +38,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import (RELU_RULES, capture, check_gradients_allowed, class_list, get_layer, layer_name, layer_names,
-                    model_guard, relu_rule, resolve_targets)
+from .hooks import (RELU_RULES, capture, check_gradients_allowed, check_input, get_layer, layer_name, layer_names,
+                    model_guard, relu_rule, resolve_targets, target_classes)
+from .models import MODELS, record_for
 from .saliency import guided_backprop
 
-__all__ = ["BLOCK_LAYERS", "CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "guided_product", "normalize_maps", "upsample"]
+__all__ = ["CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "guided_product",
+           "normalize_maps", "upsample"]
 
 
-#: For each course model, the output of each block, early to late: where Grad-CAM
-#: can look (the last one is the usual choice, and the CAM layer where CAM applies).
-BLOCK_LAYERS = {
-    "course": ["features.relu1", "features.relu2", "features.relu3", "features.relu4", "features.relu5"],
-    "shortcut": ["features.relu1", "features.relu2", "features.relu3", "features.relu4", "features.relu5"],
-    "resnet18": ["layer1", "layer2", "layer3", "layer4"],
-    "resnet50": ["layer1", "layer2", "layer3", "layer4"],
-    "vgg16": ["features.3", "features.8", "features.15", "features.22", "features.29"],
-}
+BLOCK_LAYERS = {name: list(r.blocks) for name, r in MODELS.items()}  # TEMPORARY: until the widgets use records
 
 
 @dataclass
@@ -70,30 +66,12 @@ class CAMResult:
         return upsample(self.maps, size)
 
 
-def _check_input(x) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"the input is a float batch of images (N, C, H, W), got {shape}")
-
-
 def _check_spatial(name: str, act: torch.Tensor) -> None:
     if act.ndim != 4:
         raise ValueError(
             f"layer {name!r} gives shape {tuple(act.shape)}, not (N, C, H, W) feature maps: a class "
             "activation map needs a spatial (convolutional) layer, with a height and a width to point into"
         )
-
-
-def _classes(logits: torch.Tensor, target) -> torch.Tensor:
-    """The class behind each image's score (-1 for a function of the logits)."""
-    if callable(target):
-        return torch.full((logits.shape[0],), -1, dtype=torch.long)
-    if target is None:
-        return logits.argmax(dim=1).cpu()
-    return torch.tensor(class_list(target, *logits.shape), dtype=torch.long)
-
-
-# --- CAM ----------------------------------------------------------------------------
 
 
 def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: str, fc: str) -> nn.Linear:
@@ -117,7 +95,7 @@ def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: st
 def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
     """(logits, the layer's maps, the linear head), after checking that CAM applies.
     ``layer`` and ``fc`` are dotted names, checked by the caller."""
-    _check_input(x)
+    check_input(x)
     with model_guard(model), torch.no_grad():
         model.eval()
         with capture(model, layer) as acts:
@@ -134,15 +112,26 @@ def _cam_maps(head: nn.Linear, a: torch.Tensor, logits: torch.Tensor, target, la
     """M_c = Σ_k w_k^c A_k for each image's class (the target checked against the logits)."""
     if callable(target):
         raise TypeError("CAM explains one class per image: give a class index, a list of them or None")
-    classes = _classes(logits, target)
+    classes = target_classes(logits, target)
     with torch.no_grad():
         weights = head.weight[classes.to(a.device)]  # (N, K): w_k^c for each image's class
         maps = torch.einsum("nk,nkhw->nhw", weights, a)
     return CAMResult(maps.cpu(), classes, logits.cpu(), layer)
 
 
-def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module = "features.relu5",
-        fc: str | nn.Module = "fc") -> CAMResult:
+def _defaults(model: nn.Module, layer, fc=None, cam: bool = False) -> tuple[str, str | None]:
+    """The layer (and head) as names; those left out come from the model's record."""
+    if layer is None or (cam and fc is None):
+        record = record_for(model)
+        if cam and record.cam_layer is None:
+            raise ValueError(f"CAM does not apply to {record.name}: {record.about}; use Grad-CAM")
+        layer = (record.cam_layer if cam else record.gradcam_layer) if layer is None else layer
+        fc = record.fc if fc is None else fc
+    return layer_name(model, layer), (layer_name(model, fc) if cam else None)
+
+
+def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module | None = None,
+        fc: str | nn.Module | None = None) -> CAMResult:
     """CAM: the class's weights in the final linear layer ``fc`` times the maps of
     ``layer``, which must feed ``fc`` through global average pooling only.
 
@@ -150,26 +139,24 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module =
     applied to the spatial means of the maps); a network built otherwise (VGG's
     fully connected layers, say) gets a clear error pointing to Grad-CAM. ``target``
     is a class index, a list (one per image) or ``None`` (each image's top class).
-    ``layer`` and ``fc`` are dotted names or modules of the model. No gradient is
-    taken, so CAM also works inside ``torch.inference_mode()``.
+    ``layer`` and ``fc`` are dotted names or modules of the model (by default the
+    record's CAM layer and head). No gradient is taken, so CAM also works inside
+    ``torch.inference_mode()``.
     """
-    layer, fc = layer_name(model, layer), layer_name(model, fc)  # errors before the forward pass
+    layer, fc = _defaults(model, layer, fc, cam=True)  # errors before the forward pass
     logits, a, head = _cam_parts(model, x, layer, fc)
     return _cam_maps(head, a, logits, target, layer)
 
 
-def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str | nn.Module = "features.relu5",
-                    fc: str | nn.Module = "fc") -> tuple[torch.Tensor, torch.Tensor]:
+def cam_all_classes(model: nn.Module, x: torch.Tensor, layer: str | nn.Module | None = None,
+                    fc: str | nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass, every class's CAM: ``(logits (N, C), maps (N, C, h, w))``.
     Layers as for :func:`cam`; works inside ``torch.inference_mode()`` too."""
-    layer, fc = layer_name(model, layer), layer_name(model, fc)
+    layer, fc = _defaults(model, layer, fc, cam=True)
     logits, a, head = _cam_parts(model, x, layer, fc)
     with torch.no_grad():
         maps = torch.einsum("ck,nkhw->nchw", head.weight, a)
     return logits.cpu(), maps.cpu()
-
-
-# --- Grad-CAM --------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -211,7 +198,7 @@ class GradCAM:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, layers: str | nn.Module | Sequence, rule: str = "plain"):
         check_gradients_allowed("GradCAM")
-        _check_input(x)
+        check_input(x)
         if rule not in RELU_RULES:
             raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
         self.layers = layer_names(model, layers)
@@ -256,7 +243,7 @@ class GradCAM:
         if grad is None:
             raise RuntimeError(f"the score does not depend on layer {layer!r}: it is not on the path "
                                "from the input to the output")
-        return grad.detach(), _classes(self.logits, target)
+        return grad.detach(), target_classes(self.logits, target)
 
     def map(self, target=None, layer=None, *, counterfactual: bool = False,
             relu: bool = True) -> CAMResult:
@@ -278,12 +265,12 @@ class GradCAM:
             maps = maps.clamp(min=0)
         return CAMResult(maps.cpu(), classes, self.logits, layer)
 
-    def cam(self, target=None, layer=None, fc: str | nn.Module = "fc") -> CAMResult:
+    def cam(self, target=None, layer=None, fc: str | nn.Module | None = None) -> CAMResult:
         """CAM of ``target`` at ``layer`` from the kept forward pass: no pass of its own.
-        The architecture is checked as :func:`cam` does. No gradient is taken, so this
-        works inside ``torch.inference_mode()`` too."""
+        The architecture is checked as :func:`cam` does (``fc`` by default the record's
+        head). No gradient is taken, so this works inside ``torch.inference_mode()`` too."""
         layer = self._layer(layer)
-        fc = layer_name(self._model, fc)
+        fc = _defaults(self._model, layer, fc, cam=True)[1]
         a = self.acts[layer].detach()
         return _cam_maps(_cam_head(self._model, a, self._logits.detach(), layer, fc), a, self._logits.detach(),
                          target, layer)
@@ -298,29 +285,29 @@ class GradCAM:
         return layer
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module = "features.relu5", *,
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module | None = None, *,
              counterfactual: bool = False, relu: bool = True, rule: str = "plain") -> CAMResult:
     """Grad-CAM of ``target`` at ``layer``: one forward pass and a backward pass to the layer only.
 
     ``target``: a class index, a list (one per image), ``None`` (each image's top
     class) or a function of the logits. ``layer``: a dotted name or a module of the
-    model (the result's ``.layer`` is the name). ``rule`` is how the ReLUs *after*
+    model (the result's ``.layer`` is the name; by default the record's last block). ``rule`` is how the ReLUs *after*
     the layer pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``; lesson
     07); a rule other than plain where no ReLU runs after the layer is a ``ValueError``.
     Works under ``torch.no_grad()``, not inside ``torch.inference_mode()``.
     """
     check_gradients_allowed("grad_cam")
-    layer = layer_name(model, layer)
+    layer = _defaults(model, layer)[0]
     return GradCAM(model, x, layer, rule=rule).map(target, counterfactual=counterfactual, relu=relu)
 
 
 def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None,
-                    layer: str | nn.Module = "features.relu5") -> torch.Tensor:
+                    layer: str | nn.Module | None = None) -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (N, C, H, W)
     times the Grad-CAM map upsampled to the input and scaled to [0, 1] per image.
     ``layer`` as for :func:`grad_cam`."""
     check_gradients_allowed("guided_grad_cam")
-    layer = layer_name(model, layer)
+    layer = _defaults(model, layer)[0]
     result = GradCAM(model, x, layer).map(target)
     targets = result.classes.tolist() if not callable(target) else target
     return guided_product(guided_backprop(model, x, targets), result.maps)
@@ -335,9 +322,6 @@ def guided_product(guided: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
                          f"{tuple(guided.shape)} and {tuple(maps.shape)}")
     heat = normalize_maps(upsample(maps, guided.shape[-2:])).to(guided.device)
     return guided * heat.unsqueeze(1)
-
-
-# --- to the image ----------------------------------------------------------------------
 
 
 def upsample(maps: torch.Tensor, size) -> torch.Tensor:

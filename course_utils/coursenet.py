@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torchvision.transforms.functional import resize
 
 #: Mean and standard deviation used to normalise scenes for the course model.
 MEAN = (0.5, 0.5, 0.5)
@@ -62,3 +63,21 @@ class CourseNet(nn.Module):
         maps = self.features(x)  # (N, 64, 16, 16)
         pooled = self.gap(maps).flatten(1)  # (N, 64)
         return self.fc(pooled)  # (N, n_classes) logits
+
+
+class CourseTransform:
+    """Centre-crop to a square, resize to 64x64 if needed, scale to [0, 1], normalise."""
+
+    def __init__(self, size: int = INPUT_SIZE):
+        self.size = size
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        _, h, w = img.shape  # (channels, height, width)
+        if (h, w) != (self.size, self.size):
+            s = min(h, w)
+            top, left = (h - s) // 2, (w - s) // 2  # rows cut above, columns cut on the left
+            img = img[:, top : top + s, left : left + s]
+            img = resize(img, [self.size, self.size], antialias=True)
+        return (img.float() / 255.0 - self.mean) / self.std

@@ -1,24 +1,30 @@
-"""Load the course model and ImageNet models by name, with their preprocessing and labels.
+"""The course's models: one record each in :data:`MODELS`, and :func:`load_model` to load one by name.
 
     >>> m = load_model("course")          # always there: shipped in course_utils/checkpoints/
     >>> x = m.batch([scene.image])        # (1, 3, 64, 64), normalised
     >>> m.top_classes(m.model(x))         # [[('star', 0.99), ...]]
+    >>> m.record.blocks[-1], m.record.cam_layer   # ('features.relu5', 'features.relu5')
 
-ImageNet models (``"resnet18"``, ``"resnet50"``, ``"vgg16"``) come from torchvision's
-weights API: preprocessing from ``weights.transforms()``, labels from
-``weights.meta["categories"]``. Their weight files are read from torch's cache
-(``torch.hub.get_dir()/checkpoints``). Nothing is downloaded unless you ask
-(``download=True``, ``make weights`` or ``python -m course_utils.download``);
-:func:`available_models` says what is there without touching the network.
+A :class:`ModelRecord` holds every fact the rest of the course needs about a model:
+how to build it, where its weights come from, the input size and normalisation,
+its blocks in order, the layer and head CAM uses (``None`` where CAM does not
+apply) and the default Grad-CAM layer. Compute modules and explorers read layers
+from the record and never test a model's name; adding a model is one record
+(plus its architecture, if it is new).
+
+ImageNet models come from torchvision's weights API: preprocessing from
+``weights.transforms()``, labels from ``weights.meta["categories"]``. Their weight
+files are read from torch's cache (``torch.hub.get_dir()/checkpoints``). Nothing is
+downloaded unless you ask (``download=True``, ``make weights`` or ``python -m
+course_utils.download``); :func:`available_models` says what is there without
+touching the network.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
+import functools
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,43 +38,71 @@ from torch import nn
 from . import coursenet
 from .hooks import model_guard
 
-__all__ = [
-    "MODEL_NAMES",
-    "LoadedModel",
-    "WeightsNotAvailableError",
-    "available_models",
-    "course_checkpoint_path",
-    "download_weights",
-    "load_model",
-    "weights_path",
-]
+__all__ = ["MODELS", "MODEL_NAMES", "LoadedModel", "ModelRecord", "WeightsNotAvailableError", "available_models",
+           "load_model", "record_for", "weights_path"]
 
 #: The shipped checkpoints are package data: they install with the course, editable or not.
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
-COURSE_CHECKPOINT = CHECKPOINTS / "coursenet.pt"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class _ImageNetSpec:
-    builder: Callable[..., nn.Module]
-    weights: torchvision.models.WeightsEnum
-    last_conv_layer: str  # where CAM-style methods usually look
+class ModelRecord:
+    """Everything the course knows about one model."""
+
+    name: str
+    architecture: type[nn.Module]  # the network's class (what :func:`record_for` recognises)
+    build: Callable[[], nn.Module]  # the architecture with random weights
+    weights: str  # a checkpoint in course_utils/checkpoints/, or torchvision's weights ("ResNet18_Weights.IMAGENET1K_V1")
+    input_size: int  # the side of the square images the model is fed
+    mean: tuple[float, float, float]  # the input's normalisation, per colour channel
+    std: tuple[float, float, float]
+    blocks: tuple[str, ...]  # each block's output, early to late: where feature maps and Grad-CAM look
+    cam_layer: str | None = None  # the maps that feed ``fc`` through global average pooling; None: CAM does not apply
+    fc: str | None = None  # the final linear layer CAM takes its weights from
+    offered: bool = True  # listed by MODEL_NAMES and offered by the explorers
+    about: str = ""
+
+    @property
+    def gradcam_layer(self) -> str:
+        """Where Grad-CAM looks by default: the last block."""
+        return self.blocks[-1]
+
+    @property
+    def shipped(self) -> bool:
+        """True for the course's own checkpoints (no download ever needed)."""
+        return self.weights.endswith(".pt")
+
+    @property
+    def tv_weights(self) -> torchvision.models.WeightsEnum:
+        return torchvision.models.get_weight(self.weights)
 
 
-def _imagenet_specs() -> dict[str, _ImageNetSpec]:
-    tv = torchvision.models
-    return {
-        "resnet18": _ImageNetSpec(tv.resnet18, tv.ResNet18_Weights.IMAGENET1K_V1, "layer4"),
-        "resnet50": _ImageNetSpec(tv.resnet50, tv.ResNet50_Weights.IMAGENET1K_V1, "layer4"),
-        "vgg16": _ImageNetSpec(tv.vgg16, tv.VGG16_Weights.IMAGENET1K_V1, "features.29"),
-    }
+_course_blocks = tuple(f"features.relu{i}" for i in range(1, 6))
+_resnet_blocks = ("layer1", "layer2", "layer3", "layer4")
+_tv = torchvision.models
 
+#: Every model the course knows, by name.
+MODELS: dict[str, ModelRecord] = {r.name: r for r in [
+    ModelRecord("course", coursenet.CourseNet, coursenet.CourseNet, "coursenet.pt", coursenet.INPUT_SIZE,
+                coursenet.MEAN, coursenet.STD, _course_blocks, "features.relu5", "fc",
+                about="the course's small CNN, trained on the scenes (shipped)"),
+    ModelRecord("shortcut", coursenet.CourseNet, coursenet.CourseNet, "shortcutnet.pt", coursenet.INPUT_SIZE,
+                coursenet.MEAN, coursenet.STD, _course_blocks, "features.relu5", "fc", offered=False,
+                about="lesson 10's model: the course architecture trained on biased scenes, so that it "
+                      "learned the background instead of the shape"),
+    ModelRecord("resnet18", _tv.ResNet, functools.partial(_tv.resnet18, weights=None),
+                "ResNet18_Weights.IMAGENET1K_V1", 224, IMAGENET_MEAN, IMAGENET_STD, _resnet_blocks, "layer4", "fc"),
+    ModelRecord("resnet50", _tv.ResNet, functools.partial(_tv.resnet50, weights=None),
+                "ResNet50_Weights.IMAGENET1K_V1", 224, IMAGENET_MEAN, IMAGENET_STD, _resnet_blocks, "layer4", "fc"),
+    ModelRecord("vgg16", _tv.VGG, functools.partial(_tv.vgg16, weights=None), "VGG16_Weights.IMAGENET1K_V1",
+                224, IMAGENET_MEAN, IMAGENET_STD, ("features.3", "features.8", "features.15", "features.22",
+                                                   "features.29"),
+                about="fully connected layers after the last block: CAM does not apply"),
+]}
 
-#: Every model name :func:`load_model` knows and the explorers offer.
-MODEL_NAMES = ("course", "resnet18", "resnet50", "vgg16")
-#: Lesson 10's model: the course architecture trained on biased scenes, so that it
-#: learned the background instead of the shape. Loaded by name, never offered by default.
-SHORTCUT = "shortcut"
+#: The models :func:`load_model` offers by default and the explorers list.
+MODEL_NAMES = tuple(name for name, r in MODELS.items() if r.offered)
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -76,26 +110,33 @@ class WeightsNotAvailableError(RuntimeError):
     file on this machine is damaged (the message names the file and what is wrong)."""
 
 
-def course_checkpoint_path() -> Path:
-    return Path(os.environ.get("COURSE_CHECKPOINT", COURSE_CHECKPOINT))
+def record_for(model: nn.Module) -> ModelRecord:
+    """The record of a network built by the course: the first of :data:`MODELS` with the
+    same architecture whose layers it has. Gives the default layers of :mod:`~course_utils.cam`."""
+    names = {n for n, _ in model.named_modules()}
+    for r in MODELS.values():
+        if type(model) is r.architecture and {*r.blocks, *filter(None, (r.cam_layer, r.fc))} <= names:
+            return r
+    raise ValueError(f"a {type(model).__name__} is not one of the course's models ({', '.join(MODELS)}), so it "
+                     "has no default layer: give the layer (and for CAM the linear head fc) by name")
 
 
-def _check_name(name: str) -> str:
-    if name in MODEL_NAMES or name == SHORTCUT:
-        return name
+def _check_name(name: str) -> ModelRecord:
+    if name in MODELS:
+        return MODELS[name]
     close = difflib.get_close_matches(str(name), MODEL_NAMES, n=2, cutoff=0.4)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ValueError(f"unknown model {name!r}.{hint} The models are: {', '.join(MODEL_NAMES)}.")
 
 
 def weights_path(name: str) -> Path:
-    """Where the weights of ``name`` are read from (whether or not the file exists)."""
-    if _check_name(name) == "course":
-        return course_checkpoint_path()
-    if name == SHORTCUT:
-        return COURSE_CHECKPOINT.with_name("shortcutnet.pt")
-    url = _imagenet_specs()[name].weights.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    """Where the weights of ``name`` are read from (whether or not the file exists).
+    ``$COURSE_CHECKPOINT`` replaces the course model's."""
+    r = _check_name(name)
+    if r.shipped:
+        env = os.environ.get("COURSE_CHECKPOINT") if name == "course" else None
+        return Path(env) if env else CHECKPOINTS / r.weights
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(r.tv_weights.url)
 
 
 def available_models() -> dict[str, bool]:
@@ -106,9 +147,6 @@ def available_models() -> dict[str, bool]:
     and :func:`load_model` reports what is wrong with it.
     """
     return {name: weights_path(name).is_file() for name in MODEL_NAMES}
-
-
-# --- preprocessing ----------------------------------------------------------------
 
 
 def _to_uint8_tensor(image) -> torch.Tensor:
@@ -124,27 +162,6 @@ def _to_uint8_tensor(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
 
-class _CourseTransform:
-    """Centre-crop to a square, resize to 64x64 if needed, scale to [0, 1], normalise."""
-
-    def __init__(self, size: int = coursenet.INPUT_SIZE):
-        self.size = size
-        self.mean = torch.tensor(coursenet.MEAN).view(3, 1, 1)
-        self.std = torch.tensor(coursenet.STD).view(3, 1, 1)
-
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        _, h, w = img.shape  # (channels, height, width)
-        if (h, w) != (self.size, self.size):
-            s = min(h, w)
-            top, left = (h - s) // 2, (w - s) // 2  # rows cut above, columns cut on the left
-            img = img[:, top : top + s, left : left + s]
-            img = torchvision.transforms.functional.resize(img, [self.size, self.size], antialias=True)
-        return (img.float() / 255.0 - self.mean) / self.std
-
-
-# --- the loaded model -------------------------------------------------------------
-
-
 @dataclass
 class LoadedModel:
     """A model in eval mode with everything needed to feed it and read its output."""
@@ -155,9 +172,16 @@ class LoadedModel:
     transform: Callable[[torch.Tensor], torch.Tensor]  # (3, H, W) uint8 -> normalised float
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    last_conv_layer: str
-    input_size: int  # the side of the square images the model is fed
+    record: ModelRecord  # the model's facts: input size, blocks, CAM layer and head, ...
     info: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return self.record.input_size
+
+    @property
+    def last_conv_layer(self) -> str:  # TEMPORARY: until the widgets use the record
+        return self.record.gradcam_layer
 
     def batch(self, images: Sequence) -> torch.Tensor:
         """RGB images (uint8 arrays or PIL images) -> one normalised (N, 3, H, W) batch."""
@@ -200,21 +224,18 @@ class LoadedModel:
         return self.top_classes(logits, k)
 
 
-# --- loading ----------------------------------------------------------------------
-
-
 def _repair_advice(name: str) -> str:
     """How to get a good weights file for ``name`` back."""
-    if name in ("course", SHORTCUT):
-        shipped = "shortcutnet.pt" if name == SHORTCUT else "coursenet.pt"
-        retrain = "python -m course_utils.train" + (" --shortcut" if name == SHORTCUT else "")
-        advice = (f"The checkpoint is shipped with the course: restore it with "
-                  f"`git checkout course_utils/checkpoints/{shipped}` (or reinstall the course), "
-                  f"or retrain it with `{retrain}`.")
-        if name == "course" and course_checkpoint_path() != COURSE_CHECKPOINT:
-            advice += " (The COURSE_CHECKPOINT environment variable points at this file; unset it to use the shipped one.)"
-        return advice
-    return f"Delete it and fetch it again: `python -m course_utils.download {name}`."
+    r = MODELS[name]
+    if not r.shipped:
+        return f"Delete it and fetch it again: `python -m course_utils.download {name}`."
+    retrain = "python -m course_utils.train" + ("" if name == "course" else f" --{name}")
+    advice = (f"The checkpoint is shipped with the course: restore it with "
+              f"`git checkout course_utils/checkpoints/{r.weights}` (or reinstall the course), "
+              f"or retrain it with `{retrain}`.")
+    if weights_path(name) != CHECKPOINTS / r.weights:
+        advice += " (The COURSE_CHECKPOINT environment variable points at this file; unset it to use the shipped one.)"
+    return advice
 
 
 def _damaged(name: str, path: Path, what: str) -> WeightsNotAvailableError:
@@ -258,12 +279,8 @@ def _load_weights(model: nn.Module, state, arch: str) -> str | None:
     return None
 
 
-def _load_course(device, name: str = "course") -> LoadedModel:
-    path = weights_path(name)
-    if not path.is_file():
-        which = "shortcut model's" if name == SHORTCUT else "course model's"
-        raise WeightsNotAvailableError(f"the {which} checkpoint is missing: {path}. {_repair_advice(name)}")
-    ckpt = _load_state(path, name)
+def _course_checkpoint(ckpt, name: str, path: Path) -> dict:
+    """The checkpoint's ``state_dict``, ``classes``, ``mean`` and ``std``, after checking them."""
     if not isinstance(ckpt, dict):
         raise _damaged(name, path, f"it holds a {type(ckpt).__name__}, not a course checkpoint "
                                    "(a dict with 'state_dict', 'classes', 'mean' and 'std')")
@@ -274,36 +291,12 @@ def _load_course(device, name: str = "course") -> LoadedModel:
         raise _damaged(name, path, f"it is not a course checkpoint{bare}: it has no {_few(absent, 4)} "
                                    f"entr{'y' if len(absent) == 1 else 'ies'}; the course saves the weights "
                                    "under 'state_dict' next to 'classes', 'mean' and 'std'")
-    classes, mean, std = ckpt["classes"], ckpt["mean"], ckpt["std"]
+    classes = ckpt["classes"]
     if not (isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes)):
         raise _damaged(name, path, f"its 'classes' are not a list of class names (got {type(classes).__name__})")
-    if not all(isinstance(v, (list, tuple)) and len(v) == 3 for v in (mean, std)):
+    if not all(isinstance(ckpt[k], (list, tuple)) and len(ckpt[k]) == 3 for k in ("mean", "std")):
         raise _damaged(name, path, "its 'mean' and 'std' are not three numbers each")
-    model = coursenet.CourseNet(n_classes=len(classes))
-    problem = _load_weights(model, ckpt["state_dict"], "course")
-    if problem:
-        raise _damaged(name, path, problem)
-    info = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return LoadedModel(
-        name=name,
-        model=model.to(device).eval(),
-        categories=list(classes),
-        transform=_CourseTransform(),
-        mean=tuple(mean),
-        std=tuple(std),
-        last_conv_layer="features.relu5",
-        input_size=coursenet.INPUT_SIZE,
-        info=info,
-    )
-
-
-def _not_cached_message(name: str, path: Path) -> str:
-    return (
-        f"the ImageNet weights for {name!r} are not on this machine (looked for {path}). "
-        f"To get them, run once while online: `make weights` "
-        f"(or `python -m course_utils.download {name}`), or call load_model({name!r}, download=True). "
-        "On Binder they are already in the image. Every lesson also works with the course model."
-    )
+    return ckpt
 
 
 def load_model(name: str = "course", *, download: bool = False, device: str | torch.device = "cpu") -> LoadedModel:
@@ -316,76 +309,32 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
     checkpoint is expected, NaN or infinite values) raises the same error, naming the
     file, what is wrong with it and how to get a good one back.
     """
-    name = _check_name(name)
-    if name in ("course", SHORTCUT):
-        return _load_course(device, name)
-    spec = _imagenet_specs()[name]
+    record = _check_name(name)
     path = weights_path(name)
+    if not path.is_file() and record.shipped:
+        raise WeightsNotAvailableError(f"the {name} model's checkpoint is missing: {path}. {_repair_advice(name)}")
+    if not path.is_file() and not download:
+        raise WeightsNotAvailableError(
+            f"the ImageNet weights for {name!r} are not on this machine (looked for {path}). To get them, run "
+            f"once while online: `make weights` (or `python -m course_utils.download {name}`), or call "
+            f"load_model({name!r}, download=True). On Binder they are already in the image. Every lesson also "
+            "works with the course model.")
     if not path.is_file():
-        if not download:
-            raise WeightsNotAvailableError(_not_cached_message(name, path))
+        from .download import download_weights  # imported here: download imports this module
+
         download_weights([name])
-    model = spec.builder(weights=None)
-    problem = _load_weights(model, _load_state(path, name), name)
+    state = _load_state(path, name)
+    if record.shipped:
+        ckpt = _course_checkpoint(state, name, path)
+        model, state = record.architecture(n_classes=len(ckpt["classes"])), ckpt["state_dict"]
+        categories, mean, std = list(ckpt["classes"]), tuple(ckpt["mean"]), tuple(ckpt["std"])
+        transform, info = coursenet.CourseTransform(record.input_size), {k: v for k, v in ckpt.items()
+                                                                          if k != "state_dict"}
+    else:
+        weights = record.tv_weights
+        model, categories, mean, std = record.build(), list(weights.meta["categories"]), record.mean, record.std
+        transform, info = weights.transforms(), {"weights": str(weights), "file": str(path)}
+    problem = _load_weights(model, state, "course" if record.shipped else name)
     if problem:
         raise _damaged(name, path, problem)
-    tf = spec.weights.transforms()
-    return LoadedModel(
-        name=name,
-        model=model.to(device).eval(),
-        categories=list(spec.weights.meta["categories"]),
-        transform=tf,
-        mean=tuple(tf.mean),
-        std=tuple(tf.std),
-        last_conv_layer=spec.last_conv_layer,
-        input_size=int(tf.crop_size[0]),
-        info={"weights": str(spec.weights), "file": str(path)},
-    )
-
-
-# --- downloading ------------------------------------------------------------------
-
-
-def _fetch(url: str, dest: Path, timeout: float) -> None:
-    """Download ``url`` to ``dest`` atomically, checking the hash in torchvision's file name."""
-    from tqdm.auto import tqdm
-
-    hash_prefix = dest.stem.rsplit("-", 1)[-1]
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    sha = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                sha.update(chunk)
-                bar.update(len(chunk))
-    if not sha.hexdigest().startswith(hash_prefix):
-        tmp.unlink(missing_ok=True)
-        raise WeightsNotAvailableError(f"{url} downloaded with a wrong checksum; try again")
-    tmp.replace(dest)
-
-
-def download_weights(names: Sequence[str] | None = None, *, timeout: float = 30.0) -> dict[str, Path]:
-    """Fetch ImageNet weights into torch's cache (those already there are skipped).
-
-    ``names`` defaults to every ImageNet model. Raises
-    :class:`WeightsNotAvailableError` if a download fails (offline, say).
-    """
-    names = [n for n in MODEL_NAMES if n != "course"] if names is None else [_check_name(n) for n in names]
-    done = {}
-    for name in names:
-        path = weights_path(name)
-        if name != "course" and not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            url = _imagenet_specs()[name].weights.url
-            try:
-                _fetch(url, path, timeout)
-            except (urllib.error.URLError, OSError) as exc:
-                path.with_suffix(path.suffix + ".part").unlink(missing_ok=True)
-                raise WeightsNotAvailableError(
-                    f"could not download the weights for {name!r} from {url}: {exc}. "
-                    "Are you online? Without a network every lesson still works with the course model."
-                ) from exc
-        done[name] = path
-    return done
+    return LoadedModel(name, model.to(device).eval(), categories, transform, mean, std, record, info)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hooks import RELU_RULES, check_gradients_allowed, class_list, model_guard, relu_rule, resolve_targets
+from .hooks import RELU_RULES, check_gradients_allowed, check_input, class_list, model_guard, relu_rule, resolve_targets
 
 __all__ = [
     "METHODS",
@@ -62,16 +62,6 @@ DISPLAYS = {
 }
 
 
-def _check_input(x) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"the input is a batch tensor (N, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"the input is a batch of images (N, C, H, W), got shape {tuple(x.shape)}; "
-                         "for one image use x.unsqueeze(0)")
-    if not x.is_floating_point():
-        raise ValueError(f"the input must be floating point (preprocessed), got {x.dtype}")
-
-
 def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "plain"):
     """One forward and one backward pass: ``(logits, gradient)``, both detached.
 
@@ -82,7 +72,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
     ``rule`` (``"plain"``, ``"guided"`` or ``"deconvnet"``).
     """
     check_gradients_allowed("input_gradient")
-    _check_input(x)
+    check_input(x)
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
     with model_guard(model), torch.enable_grad():
@@ -138,7 +128,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     the first batch's logits show how many classes there are.
     """
     check_gradients_allowed("smoothgrad")
-    _check_input(x)
+    check_input(x)
     if not noise >= 0:
         raise ValueError(f"noise is a fraction of the image's value range, >= 0; got {noise}")
     if not (isinstance(samples, int) and samples >= 1):

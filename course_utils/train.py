@@ -20,37 +20,36 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .coursenet import MEAN, STD, CourseNet
-from .models import COURSE_CHECKPOINT
+from .coursenet import MEAN, STD, CourseNet, CourseTransform
+from .hooks import model_guard
+from .models import CHECKPOINTS, MODELS
 from .scenes import CLASSES, make_scenes
 
 TRAIN_SEED = 0  # scenes for training: seed 0, a new range of indices per epoch
 HELDOUT_SEED = 1  # the fixed held-out set: seed 1, indices 0..599
 HELDOUT_SIZE = 600
-DEFAULT_CHECKPOINT = COURSE_CHECKPOINT
-SHORTCUT_CHECKPOINT = COURSE_CHECKPOINT.with_name("shortcutnet.pt")
+DEFAULT_CHECKPOINT = CHECKPOINTS / MODELS["course"].weights
+SHORTCUT_CHECKPOINT = CHECKPOINTS / MODELS["shortcut"].weights
 #: Lesson 10's shortcut model: trained briefly on scenes whose background gives the class away.
-SHORTCUT = {"bias": 0.95, "epochs": 3, "per_epoch": 3000}
+SHORTCUT_SETTINGS = {"bias": 0.95, "epochs": 3, "per_epoch": 3000}
 
 
 def to_batch(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 scenes -> normalised (N, 3, H, W) float tensor."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """(N, H, W, 3) uint8 scenes -> normalised (N, 3, H, W) float tensor, by the course model's transform."""
+    transform = CourseTransform()
+    x = torch.stack([transform(img) for img in torch.from_numpy(images).permute(0, 3, 1, 2)])
+    # Channels last, as the scenes come and as the course's weights were trained: convolutions round
+    # differently in another layout, so training would no longer give the same weights.
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    was_training = model.training
-    model.eval()
-    try:
+    with model_guard(model):
+        model.eval()
         device = next(model.parameters()).device
         preds = torch.cat([model(to_batch(images[i : i + 200]).to(device)).argmax(1).cpu()
                            for i in range(0, len(images), 200)])
-    finally:
-        model.train(was_training)
     return float((preds.numpy() == labels).mean())
 
 
@@ -96,7 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--shortcut", action="store_true",
-                   help=f"train lesson 10's shortcut model instead ({SHORTCUT}) into {SHORTCUT_CHECKPOINT.name}")
+                   help=f"train lesson 10's shortcut model instead ({SHORTCUT_SETTINGS}) into {SHORTCUT_CHECKPOINT.name}")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: the same weights on every machine, and no slowdown "
                         "when other programs share the cores)")
@@ -105,7 +104,7 @@ def main(argv=None) -> None:
 
     bias = None
     if args.shortcut:
-        args.epochs, args.per_epoch, bias = SHORTCUT["epochs"], SHORTCUT["per_epoch"], SHORTCUT["bias"]
+        args.epochs, args.per_epoch, bias = SHORTCUT_SETTINGS["epochs"], SHORTCUT_SETTINGS["per_epoch"], SHORTCUT_SETTINGS["bias"]
     out = args.out or (SHORTCUT_CHECKPOINT if args.shortcut else DEFAULT_CHECKPOINT)
     start = time.perf_counter()
     model, acc = train(args.epochs, args.per_epoch, seed=args.seed, bias=bias)

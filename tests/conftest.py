@@ -70,15 +70,15 @@ def assert_each_change_redraws(explorer, changes) -> None:
 def _random_imagenet_home(tmp_path_factory):
     """A torch home whose hub cache holds random weights for every ImageNet model,
     under the file names torchvision's downloads have (made once per session)."""
-    from course_utils.models import MODEL_NAMES, _imagenet_specs
+    from course_utils.models import MODELS
 
     home = tmp_path_factory.mktemp("torch_home")
     ckpt_dir = home / "hub" / "checkpoints"
     ckpt_dir.mkdir(parents=True)
     torch.manual_seed(0)
-    for name in MODEL_NAMES[1:]:
-        spec = _imagenet_specs()[name]
-        torch.save(spec.builder(weights=None).state_dict(), ckpt_dir / os.path.basename(spec.weights.url))
+    for record in MODELS.values():
+        if not record.shipped:
+            torch.save(record.build().state_dict(), ckpt_dir / os.path.basename(record.tv_weights.url))
     return home
 
 

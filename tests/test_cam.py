@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from course_utils.cam import GradCAM, cam, grad_cam, guided_grad_cam, normalize_maps, upsample
+from course_utils.cam import GradCAM, cam, cam_all_classes, grad_cam, guided_grad_cam, normalize_maps, upsample
 from course_utils.coursenet import CourseNet
 from course_utils.saliency import guided_backprop, smoothgrad
 from tests.conftest import all_hooks, assert_each_change_redraws, assert_same_state, model_state
@@ -53,10 +53,10 @@ TINY_X = torch.tensor([[[[4.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 8.0]]]])
 
 
 def test_cam_by_hand():
-    res = cam(TinyGAP(), TINY_X, target=0, layer="features")
+    res = cam(TinyGAP(), TINY_X, target=0, layer="features", fc="fc")
     assert res.logits.tolist() == [[-1.0, 2.0]]
     assert res.maps.tolist() == [[[4.0, 0.0], [0.0, -8.0]]]
-    assert cam(TinyGAP(), TINY_X, target=None, layer="features").maps.tolist() == [[[8.0, 0.0], [0.0, 0.0]]]
+    assert cam(TinyGAP(), TINY_X, target=None, layer="features", fc="fc").maps.tolist() == [[[8.0, 0.0], [0.0, 0.0]]]
 
 
 def test_grad_cam_by_hand():
@@ -387,19 +387,33 @@ def test_a_container_given_as_the_layer_is_itself_not_its_first_child(course):
     assert torch.equal(res.maps, grad_cam(m, x, 3, layer="features.relu5").maps)  # features ends with relu5
 
 
+def test_layers_left_out_are_the_records(course, resnet18_random):
+    """Grad-CAM looks at the last block, CAM at the record's CAM layer and head: on the course
+    model features.relu5 and fc, on a ResNet layer4 and fc (given as None, or not given)."""
+    x = torch.randn(1, 3, 64, 48)
+    for model, last in ((course.model, "features.relu5"), (resnet18_random, "layer4")):
+        assert torch.equal(grad_cam(model, x, 2).maps, grad_cam(model, x, 2, layer=last).maps)
+        assert grad_cam(model, x, 2, layer=None).layer == last
+        assert torch.equal(cam(model, x, 2).maps, cam(model, x, 2, layer=last, fc="fc").maps)
+        assert torch.equal(cam_all_classes(model, x)[1], cam_all_classes(model, x, last, "fc")[1])
+        assert torch.equal(guided_grad_cam(model, x, 2), guided_grad_cam(model, x, 2, layer=last))
+        assert torch.equal(GradCAM(model, x, last).cam(2).maps, cam(model, x, 2).maps)
+
+
 @pytest.mark.parametrize("call, error, message", [
-    (lambda m, x: grad_cam(m, x, 0, layer=None), TypeError,
-     r"a layer is named by a string such as 'features.conv4' or given as a module of the model, got None"),
+    (lambda m, x: grad_cam(nn.Sequential(m), x, 0), ValueError,
+     r"a Sequential is not one of the course's models \(course, .*\), so it has no default layer: give the layer"),
     (lambda m, x: GradCAM(m, x, None), TypeError, r"a dotted name.*a module of the model.*or a list of these, got None"),
     (lambda m, x: GradCAM(m, x, []), ValueError, r"GradCAM needs at least one layer"),
     (lambda m, x: grad_cam(m, x, 0, layer=["features.relu5"]), TypeError, r"got list \['features.relu5'\]"),
-    (lambda m, x: cam(m, x, 0, layer=None), TypeError, r"named by a string.*got None"),
+    (lambda m, x: cam(nn.Sequential(m), x, 0, layer="0.features.relu5"), ValueError,
+     r"Sequential is not one of the course's models .* \(and for CAM the linear head fc\) by name"),
     (lambda m, x: cam(m, x, 0, fc=3), TypeError, r"named by a string.*got int 3"),
     (lambda m, x: grad_cam(m, x, 0, layer=nn.ReLU()), KeyError,
      r"the ReLU given as a layer is not part of this model \(CourseNet\)"),
     (lambda m, x: grad_cam(m, x, 0, layer=m), KeyError, r"the model itself is not one of its layers"),
 ])
-def test_a_layer_that_is_none_or_not_in_the_model_is_refused_clearly(call, error, message, course):
+def test_a_layer_that_is_missing_or_not_in_the_model_is_refused_clearly(call, error, message, course):
     with pytest.raises(error, match=message):
         call(course.model, torch.randn(1, 3, 64, 64))
 
@@ -419,15 +433,15 @@ def _inside_inference_mode(call):
     _inside_inference_mode(lambda m, x: guided_grad_cam(m, x, 0, layer="layer4")),
     _inside_inference_mode(lambda m, x: guided_backprop(m, x, 0)),
     _inside_inference_mode(lambda m, x: smoothgrad(m, x, 0, samples=2, progress=False)),
-    lambda m, x: grad_cam(m, x, 0, layer=None),
+    lambda m, x: cam(m, x, 0, layer=m.layer3),
     lambda m, x: grad_cam(m, x, 0, layer=nn.Conv2d(3, 3, 1)),
-    lambda m, x: cam(m, x, 0, layer=m.layer4, fc=None),
+    lambda m, x: cam(m, x, 0, layer=m.layer4, fc=m.layer4),
     lambda m, x: grad_cam(m, x, 0, layer=m.layer4, rule="guided"),
     lambda m, x: GradCAM(m, x, [m.layer3, "layer4"], rule="deconvnet"),
     lambda m, x: smoothgrad(m, x, -1, samples=2, progress=False),
     lambda m, x: grad_cam(m, x, 1000, layer=m.layer4),
 ], ids=["grad-cam in inference mode", "guided grad-cam in inference mode", "guided backprop in inference mode",
-        "smoothgrad in inference mode", "layer None", "foreign layer", "fc None", "rule, no ReLU after",
+        "smoothgrad in inference mode", "CAM layer not feeding fc", "foreign layer", "fc not linear", "rule, no ReLU after",
         "rule, no ReLU after the last layer", "smoothgrad class -1", "class 1000"])
 def test_new_error_paths_leave_the_model_unchanged(call, resnet18_random):
     model = resnet18_random
@@ -540,7 +554,7 @@ def test_normalize_maps_subtracts_the_minimum_and_divides_by_the_range():
 
 
 @pytest.mark.parametrize("call", [
-    lambda x: cam(TinyGAP(), x, 0, layer="features"),
+    lambda x: cam(TinyGAP(), x, 0, layer="features", fc="fc"),
     lambda x: grad_cam(TinyGAP(), x, 0, layer="features"),
     lambda x: GradCAM(TinyGAP(), x, "features"),
 ], ids=["cam", "grad_cam", "GradCAM"])
@@ -596,14 +610,14 @@ def test_cam_allows_rounding_but_not_a_real_change_after_the_linear_layer():
     logits (0, 2). A shift of 5e-5 (rounding-sized, even on the logit that is 0) and a scale
     of 1.0005 pass; a scale of 1.0015 (0.003 off on the logit 2) is a layer CAM cannot see."""
     x = torch.tensor([[[[4.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 4.0]]]])
-    exact = cam(TinyGAP(), x, 1, layer="features")
+    exact = cam(TinyGAP(), x, 1, layer="features", fc="fc")
     assert exact.logits.tolist() == [[0.0, 2.0]] and exact.maps.tolist() == [[[8.0, 0.0], [0.0, 0.0]]]
     for model in (ShiftedGAP(shift=5e-5), ShiftedGAP(scale=1.0005)):
-        assert torch.equal(cam(model, x, 1, layer="features").maps, exact.maps)
+        assert torch.equal(cam(model, x, 1, layer="features", fc="fc").maps, exact.maps)
     with pytest.raises(ValueError, match="CAM does not apply: use Grad-CAM"):
-        cam(ShiftedGAP(scale=1.0015), x, 1, layer="features")
+        cam(ShiftedGAP(scale=1.0015), x, 1, layer="features", fc="fc")
     with pytest.raises(ValueError, match="CAM does not apply: use Grad-CAM"):
-        cam(ShiftedGAP(shift=3e-4), x, 1, layer="features")
+        cam(ShiftedGAP(shift=3e-4), x, 1, layer="features", fc="fc")
 
 
 def test_guided_product_by_hand_and_its_shapes():

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from course_utils import models
+from course_utils import coursenet, download, models
 from course_utils.models import (
     MODEL_NAMES,
     WeightsNotAvailableError,
@@ -27,7 +27,7 @@ from course_utils.train import HELDOUT_SEED, HELDOUT_SIZE, accuracy
 
 
 def test_checkpoint_is_small_and_loads_with_weights_only():
-    path = models.course_checkpoint_path()
+    path = models.weights_path("course")
     assert path.stat().st_size <= 5 * 1024 * 1024
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["classes"] == list(CLASSES)
@@ -103,7 +103,7 @@ def test_download_when_offline_gives_one_clear_error(empty_torch_home, monkeypat
     def offline(url, timeout):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(models.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(WeightsNotAvailableError, match=r"could not download the weights for 'vgg16'.*online"):
         load_model("vgg16", download=True)
     assert not list((empty_torch_home / "hub" / "checkpoints").glob("*"))  # nothing half-written
@@ -121,12 +121,12 @@ class FakeResponse(io.BytesIO):
 def test_fetch_checks_the_hash_in_the_file_name(tmp_path, monkeypatch):
     data = b"pretend weights"
     good = tmp_path / f"net-{hashlib.sha256(data).hexdigest()[:8]}.pth"
-    monkeypatch.setattr(models.urllib.request, "urlopen", lambda url, timeout: FakeResponse(data))
-    models._fetch("https://example.invalid/net.pth", good, timeout=1)
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: FakeResponse(data))
+    download._fetch("https://example.invalid/net.pth", good, timeout=1)
     assert good.read_bytes() == data
     bad = tmp_path / "net-00000000.pth"
     with pytest.raises(WeightsNotAvailableError, match="wrong checksum"):
-        models._fetch("https://example.invalid/net.pth", bad, timeout=1)
+        download._fetch("https://example.invalid/net.pth", bad, timeout=1)
     assert not bad.exists() and not list(tmp_path.glob("*.part"))
 
 
@@ -155,11 +155,11 @@ def test_imagenet_models_load_from_the_cache(imagenet_cache, no_network, name):
     saved = torch.load(weights_path(name), weights_only=True)
     first = next(iter(saved))
     assert torch.equal(m.model.state_dict()[first], saved[first])
-    assert dict(m.model.named_modules())[m.last_conv_layer] is not None
+    assert dict(m.model.named_modules())[m.record.gradcam_layer] is not None
 
 
 def test_download_skips_models_already_cached(imagenet_cache, no_network):
-    paths = models.download_weights(["resnet18"])
+    paths = download.download_weights(["resnet18"])
     assert paths["resnet18"].is_file()
 
 
@@ -229,7 +229,7 @@ def test_course_transform_crops_before_resizing():
     """10 high x 16 wide, every column its own value: the centre square is columns 3..12."""
     column = np.arange(16, dtype=np.uint8) * 10          # 0, 10, ..., 150
     image = np.broadcast_to(column[None, :, None], (10, 16, 3)).copy()
-    t = models._CourseTransform(size=10)                   # square side 10: a crop, no resize
+    t = coursenet.CourseTransform(size=10)                   # square side 10: a crop, no resize
     out = t(torch.from_numpy(image).permute(2, 0, 1))
     back = (out * t.std + t.mean) * 255
     expected = torch.arange(3, 13).float() * 10           # 30, 40, ..., 120 in every row and channel
@@ -242,7 +242,7 @@ def test_course_transform_crops_before_resizing():
 
 def course_checkpoint(**changes):
     """The shipped checkpoint's contents, with some entries replaced (None deletes one)."""
-    ckpt = torch.load(models.COURSE_CHECKPOINT, map_location="cpu", weights_only=True)
+    ckpt = torch.load(models.CHECKPOINTS / "coursenet.pt", map_location="cpu", weights_only=True)
     for key, value in changes.items():
         if value is None:
             del ckpt[key]
@@ -305,7 +305,7 @@ def test_damaged_course_checkpoint_gives_one_clear_error(case, tmp_path, monkeyp
 def test_damaged_shortcut_checkpoint_gives_one_clear_error(case, tmp_path, monkeypatch):
     make, what = DAMAGED_COURSE[case]
     content = make()  # from the shipped checkpoint, before the path is moved
-    monkeypatch.setattr(models, "COURSE_CHECKPOINT", tmp_path / "coursenet.pt")
+    monkeypatch.setattr(models, "CHECKPOINTS", tmp_path)
     path = write_checkpoint(tmp_path / "shortcutnet.pt", content)
     assert weights_path("shortcut") == path
     with pytest.raises(WeightsNotAvailableError) as err:
@@ -390,7 +390,7 @@ def test_the_course_checkpoint_env_variable_is_named_only_for_the_course_model(t
                                                        r"at this file; unset it"):
         load_model("course")
     # the shortcut model is never read from COURSE_CHECKPOINT: its error does not mention it
-    monkeypatch.setattr(models, "COURSE_CHECKPOINT", tmp_path / "coursenet.pt")
+    monkeypatch.setattr(models, "CHECKPOINTS", tmp_path)
     with pytest.raises(WeightsNotAvailableError) as err:
         load_model("shortcut")
     assert "shortcutnet.pt" in str(err.value) and "COURSE_CHECKPOINT" not in str(err.value)
@@ -436,11 +436,67 @@ def test_fetch_shows_the_size_when_the_server_gives_it_and_works_without(content
     response = FakeResponse(data)
     if not content_length:
         response.headers = {}  # the server sent no Content-Length
-    monkeypatch.setattr(models.urllib.request, "urlopen", lambda url, timeout: response)
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: response)
     monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
     RecordingBar.made = []
     dest = tmp_path / f"net-{hashlib.sha256(data).hexdigest()[:8]}.pth"
-    models._fetch("https://example.invalid/net.pth", dest, timeout=1)
+    download._fetch("https://example.invalid/net.pth", dest, timeout=1)
     assert dest.read_bytes() == data
     [bar] = RecordingBar.made
     assert bar.total == (len(data) if content_length else None) and bar.n == len(data)
+
+
+# --- the registry: one record per model ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_each_record_names_layers_its_architecture_has_and_cam_applies_where_it_says(name):
+    """Blocks are spatial, in forward order; CAM works at the record's CAM layer exactly
+    when the record names one (random weights: the architecture decides, not training)."""
+    from course_utils import cam
+    from course_utils.hooks import capture
+
+    record = models.MODELS[name]
+    torch.manual_seed(0)
+    net = record.build().eval()
+    assert type(net) is record.architecture and models.record_for(net).blocks == record.blocks
+    x = torch.randn(1, 3, record.input_size, record.input_size)
+    order = []
+    hooks = [net.get_submodule(b).register_forward_hook(lambda m, i, o, b=b: order.append(b)) for b in record.blocks]
+    with capture(net, list(record.blocks)) as acts, torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    assert order == list(record.blocks), "blocks are listed early to late"
+    sides = [acts[b].shape[-1] for b in record.blocks]
+    assert all(acts[b].ndim == 4 for b in record.blocks) and sides == sorted(sides, reverse=True)
+    if record.cam_layer is None:
+        with pytest.raises(ValueError, match="CAM does not apply"):
+            cam.cam(net, x)
+    else:
+        assert record.cam_layer == record.gradcam_layer and record.fc
+        assert cam.cam(net, x).maps.shape == acts[record.cam_layer].shape[:1] + acts[record.cam_layer].shape[2:]
+
+
+def test_records_of_one_architecture_agree_on_the_default_layers():
+    """record_for() picks the first record of a network's architecture: those defaults must fit them all."""
+    by_arch = {}
+    for r in models.MODELS.values():
+        by_arch.setdefault(r.architecture, set()).add((r.cam_layer, r.fc, r.gradcam_layer))
+    assert all(len(defaults) == 1 for defaults in by_arch.values()), by_arch
+    assert "shortcut" in models.MODELS and "shortcut" not in models.MODEL_NAMES  # loaded by name, never offered
+    assert [n for n in models.MODEL_NAMES if models.MODELS[n].shipped] == ["course"]
+
+
+@pytest.mark.parametrize("name", [n for n, r in models.MODELS.items() if not r.shipped])
+def test_imagenet_records_match_their_weights_preprocessing(name):
+    tf = models.MODELS[name].tv_weights.transforms()
+    assert tuple(tf.mean) == models.MODELS[name].mean and tuple(tf.std) == models.MODELS[name].std
+    assert tf.crop_size[0] == models.MODELS[name].input_size
+
+
+def test_course_records_match_their_shipped_checkpoints():
+    for name in ("course", "shortcut"):
+        ckpt = torch.load(weights_path(name), map_location="cpu", weights_only=True)
+        record = models.MODELS[name]
+        assert tuple(ckpt["mean"]) == record.mean and tuple(ckpt["std"]) == record.std, name

@@ -362,7 +362,7 @@ def test_a_class_out_of_range_states_the_real_range_for_every_method(method, tar
 @pytest.mark.parametrize("bad, message", [
     (torch.zeros(3, 8, 8), r"batch of images \(N, C, H, W\).*unsqueeze"),
     (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "floating point"),
-    ([[0.0]], "batch tensor"),
+    ([[0.0]], r"float batch of images \(N, C, H, W\), got list"),
 ])
 def test_bad_inputs_are_named(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
