@@ -38,16 +38,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import (RELU_RULES, capture, check_gradients_allowed, check_input, get_layer, layer_name, layer_names,
-                    model_guard, relu_rule, resolve_targets, target_classes)
-from .models import MODELS, record_for
+from .hooks import RELU_RULES, capture, check_gradients_allowed, get_layer, layer_name, layer_names, model_guard, relu_rule
+from .targets import check_input, resolve_targets, target_classes
+from .models import record_for
 from .saliency import guided_backprop
 
 __all__ = ["CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "guided_product",
            "normalize_maps", "upsample"]
-
-
-BLOCK_LAYERS = {name: list(r.blocks) for name, r in MODELS.items()}  # TEMPORARY: until the widgets use records
 
 
 @dataclass

@@ -26,12 +26,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import class_list, get_layer, model_guard
+from .hooks import get_layer, model_guard
+from .targets import class_list
 
 __all__ = [
-    "METHODS",
     "auc",
-    "explain",
     "cascading_randomization",
     "deletion_curve",
     "energy_inside",
@@ -69,34 +68,6 @@ def to_mask_size(maps, masks) -> tuple[torch.Tensor, torch.Tensor]:
     if m.shape[1:] != k.shape[1:]:
         m = F.interpolate(m[:, None], size=tuple(k.shape[1:]), mode="bilinear", align_corners=False)[:, 0]
     return m, k
-
-
-#: The methods of lessons 04–07 by name, as lesson 09 compares them.
-METHODS = ("vanilla gradient", "guided backprop", "deconvnet", "SmoothGrad", "CAM", "Grad-CAM (last block)",
-           "Grad-CAM (block before)", "Guided Grad-CAM")
-
-
-def explain(model: nn.Module, x: torch.Tensor, method: str, target=None, *,
-            layers: Sequence[str] = ("features.relu5", "features.relu4"), smoothgrad_samples: int = 16,
-            seed: int = 0) -> torch.Tensor:
-    """One importance map per image, (N, h, w), larger = more important, raw (not
-    normalized): for the gradient methods the largest |gradient| over the colour
-    channels at each pixel; for CAM and Grad-CAM the map at its layer's resolution
-    (``layers`` = the last block, the block before; defaults are the course model's).
-    ``target``: class index, list, or None (each image's top class)."""
-    from . import cam, saliency  # imported here: evaluation is also used without them
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    last, before = layers
-    if method in ("vanilla gradient", "guided backprop", "deconvnet", "SmoothGrad"):
-        opts = {"samples": smoothgrad_samples, "progress": False, "seed": seed} if method == "SmoothGrad" else {}
-        return saliency.saliency(model, x, method, target, **opts).abs().amax(dim=1).cpu()
-    if method == "CAM":
-        return cam.cam(model, x, target, layer=last).maps
-    if method == "Guided Grad-CAM":
-        return cam.guided_grad_cam(model, x, target, layer=last).abs().amax(dim=1).cpu()
-    return cam.grad_cam(model, x, target, layer=last if method == "Grad-CAM (last block)" else before).maps
 
 
 def pointing_game(maps, masks, tolerance: int = 0) -> torch.Tensor:

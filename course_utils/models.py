@@ -179,10 +179,6 @@ class LoadedModel:
     def input_size(self) -> int:
         return self.record.input_size
 
-    @property
-    def last_conv_layer(self) -> str:  # TEMPORARY: until the widgets use the record
-        return self.record.gradcam_layer
-
     def batch(self, images: Sequence) -> torch.Tensor:
         """RGB images (uint8 arrays or PIL images) -> one normalised (N, 3, H, W) batch."""
         if isinstance(images, np.ndarray) and images.ndim == 3 or isinstance(images, Image.Image):

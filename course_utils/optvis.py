@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.nn import functional as F
 
-from .hooks import capture, layer_names, model_guard, resolve_targets
+from .hooks import capture, layer_names, model_guard
+from .targets import resolve_targets
 
 __all__ = ["COLOUR_SQRT", "ImageParam", "Objective", "Result", "channel", "class_logit", "compose", "diversity",
            "fourier", "gaussian_blur", "high_frequency_energy", "jitter", "neuron", "pad", "pixels", "random_rotate",

@@ -17,21 +17,8 @@ from matplotlib.patches import Rectangle
 
 from . import filters
 
-__all__ = [
-    "DIVERGING",
-    "draw_kernels",
-    "draw_rgb_filters",
-    "figure_to_png",
-    "frame_tile",
-    "image_grid",
-    "mosaic",
-    "outline_masks",
-    "overlay_heatmap",
-    "show_feature_maps",
-    "show_image",
-    "show_saliency",
-    "topk_bars",
-]
+__all__ = ["DIVERGING", "draw_kernels", "draw_rgb_filters", "figure_to_png", "frame_tile", "image_grid", "mosaic",
+           "outline_masks", "overlay_heatmap", "show_feature_maps", "show_image", "show_saliency", "topk_bars"]
 
 
 #: Colour map for signed values (weights): blue negative, white zero, red positive.
@@ -41,10 +28,16 @@ GAP_COLOUR = "#c8c8c8"
 
 
 def _axes(ax, figsize=(3, 3)):
-    if ax is None:
-        fig = Figure(figsize=figsize)
-        ax = fig.add_subplot()
-    return ax
+    return Figure(figsize=figsize).add_subplot() if ax is None else ax
+
+
+def _finish(ax, title: str | None, ticks: bool = False):
+    """Ticks off (unless ``ticks``), the title if any: the figure, to return."""
+    if not ticks:
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax.figure
 
 
 def _as_display(image) -> np.ndarray:
@@ -55,10 +48,8 @@ def _as_display(image) -> np.ndarray:
     if not np.isfinite(img).all():
         raise ValueError("the image contains NaN or infinite values")
     if img.min() < -1e-6 or img.max() > 1 + 1e-6:
-        raise ValueError(
-            f"float images are shown in [0, 1], this one spans [{img.min():.3g}, {img.max():.3g}]; "
-            "undo the normalisation first (LoadedModel.to_display)"
-        )
+        raise ValueError(f"float images are shown in [0, 1], this one spans [{img.min():.3g}, {img.max():.3g}]; "
+                         "undo the normalisation first (LoadedModel.to_display)")
     return img.clip(0, 1)
 
 
@@ -67,10 +58,7 @@ def show_image(image, ax=None, title: str | None = None):
     ax = _axes(ax)
     img = _as_display(image)
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-    ax.set_xticks([]), ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
+    return _finish(ax, title)
 
 
 def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 6, size: float = 1.6):
@@ -146,10 +134,7 @@ def show_saliency(smap, display: str, ax=None, image=None, alpha: float = 0.0, t
                   interpolation="nearest")
         return ax.figure
     ax.imshow(m, cmap=cmap, vmin=lo, vmax=1, interpolation="nearest")
-    ax.set_xticks([]), ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
+    return _finish(ax, title)
 
 
 def topk_bars(top: Sequence[tuple[str, float]], ax=None, title: str | None = None, highlight: str | None = None):
@@ -164,9 +149,7 @@ def topk_bars(top: Sequence[tuple[str, float]], ax=None, title: str | None = Non
     ax.set_xlabel("probability", fontsize=8)
     for i, p in enumerate(probs):
         ax.text(min(p + 0.02, 0.8), i, f"{p:.0%}", va="center", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
+    return _finish(ax, title, ticks=True)
 
 
 # --- mosaics: many small pictures as one image (far quicker to draw than many axes) ---
@@ -177,9 +160,7 @@ def mosaic(tiles, ncols: int | None = None, gap: int = 1, fill: float = 1.0) -> 
     square) with ``gap`` pixels of ``fill`` between them; one (H, W[, 3]) array.
     Tile ``k`` sits at row ``k // ncols``, column ``k % ncols``. A NaN ``fill``
     draws the gaps in the axes' background colour."""
-    if isinstance(tiles, torch.Tensor):
-        tiles = tiles.detach().cpu().numpy()
-    tiles = np.asarray(tiles, dtype=np.float32)
+    tiles = np.asarray(tiles.detach().cpu() if isinstance(tiles, torch.Tensor) else tiles, dtype=np.float32)
     if tiles.ndim not in (3, 4) or len(tiles) == 0:
         raise ValueError(f"expected tiles of shape (n, h, w) or (n, h, w, 3), got {tiles.shape}")
     n, h, w = tiles.shape[:3]
@@ -219,10 +200,7 @@ def show_feature_maps(maps, ax=None, ncols: int = 4, first_channel: int = 0, hig
                 bbox={"facecolor": "black", "alpha": 0.55, "pad": 0.8, "linewidth": 0})
         if highlight == first_channel + i:
             frame_tile(ax, r, q, h, wd, gap=gap, colour="#00e5ff")
-    ax.set_xticks([]), ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
+    return _finish(ax, title)
 
 
 def draw_rgb_filters(weight, per_filter: bool = False, ax=None, ncols: int | None = None,
@@ -237,10 +215,7 @@ def draw_rgb_filters(weight, per_filter: bool = False, ax=None, ncols: int | Non
     ax.imshow(mosaic(tiles, ncols), interpolation="nearest")
     if highlight is not None:
         frame_tile(ax, *divmod(highlight, ncols), h, wd)
-    ax.set_xticks([]), ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
+    return _finish(ax, title)
 
 
 def draw_kernels(weight, per_filter: bool = False, ax=None, vmax: float | None = None, title: str | None = None,
@@ -280,9 +255,7 @@ def draw_kernels(weight, per_filter: bool = False, ax=None, vmax: float | None =
         bar = ax.figure.colorbar(im, ax=ax, shrink=0.8)
         bar.ax.tick_params(labelsize=7)
         bar.set_label("weight ÷ its filter's max |w|" if per_filter else "weight", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
+    return _finish(ax, title, ticks=True)
 
 
 def figure_to_png(fig, dpi: int = 100) -> bytes:

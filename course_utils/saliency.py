@@ -31,27 +31,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hooks import RELU_RULES, check_gradients_allowed, check_input, class_list, model_guard, relu_rule, resolve_targets
+from .hooks import RELU_RULES, check_gradients_allowed, model_guard, relu_rule
+from .targets import check_input, class_list, resolve_targets
 
 __all__ = [
-    "METHODS",
     "DISPLAYS",
     "input_gradient",
     "vanilla_gradient",
     "guided_backprop",
     "deconvnet",
     "smoothgrad",
-    "saliency",
     "saliency_map",
 ]
-
-#: The lesson's methods, by the name the explorer shows, and the ReLU rule each uses.
-METHODS = {
-    "vanilla gradient": "plain",
-    "guided backprop": "guided",
-    "deconvnet": "deconvnet",
-    "SmoothGrad": "plain",
-}
 
 #: How a gradient (3 colour channels per pixel) becomes a picture.
 DISPLAYS = {
@@ -68,7 +59,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
     ``gradient[i]`` is d score_i / d x[i], where score_i is image i's target logit
     (``target``: a class index, a list with one per image, ``None`` for each
     image's top class, or a function of the logits — see
-    :func:`~course_utils.hooks.resolve_targets`). The ReLUs pass gradients back by
+    :func:`~course_utils.targets.resolve_targets`). The ReLUs pass gradients back by
     ``rule`` (``"plain"``, ``"guided"`` or ``"deconvnet"``).
     """
     check_gradients_allowed("input_gradient")
@@ -179,18 +170,6 @@ def _progress(total: int, show: bool, desc: str):
             pass
 
     return _Silent()
-
-
-def saliency(model: nn.Module, x: torch.Tensor, method: str, target=None, **smoothgrad_options) -> torch.Tensor:
-    """The gradient picture of one of :data:`METHODS` by name (what the explorer calls)."""
-    check_gradients_allowed("saliency")
-    if method not in METHODS:
-        raise ValueError(f"unknown saliency method {method!r}; choose one of {list(METHODS)}")
-    if method == "SmoothGrad":
-        return smoothgrad(model, x, target, **smoothgrad_options)
-    if smoothgrad_options:
-        raise TypeError(f"{sorted(smoothgrad_options)} only apply to SmoothGrad")
-    return input_gradient(model, x, target, METHODS[method])[1]
 
 
 def saliency_map(grad: torch.Tensor, display: str = "abs", *, percentile: float = 99.0,

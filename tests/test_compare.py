@@ -14,7 +14,7 @@ import course_utils.widgets as widgets
 from course_utils.cam import grad_cam, guided_grad_cam, guided_product, normalize_maps, upsample
 from course_utils.cam import cam as class_activation_map
 from course_utils.features import feature_maps, normalize
-from course_utils.saliency import saliency, saliency_map
+from course_utils.saliency import deconvnet, guided_backprop, saliency_map, vanilla_gradient
 from course_utils.widgets.compare import PANELS
 from tests.conftest import ForwardCounter, all_hooks, assert_each_change_redraws, assert_same_state, model_state
 
@@ -41,9 +41,10 @@ def test_each_panel_is_what_the_course_functions_compute(dashboard):
     c = ex.controls["target"].options[1][1]  # not the top class: the target must follow the control
     ex.controls["target"].value = c
     ex.controls["layer"].value = "features.relu4"
-    model, x = widgets.cached_model("course").model, ex._input()[0]
-    for method in ("vanilla gradient", "guided backprop", "deconvnet"):
-        expected = saliency_map(saliency(model, x, method, c), "abs")[0].numpy()
+    model, x = widgets.cached_model("course").model, ex.prepared().x
+    for method, fn in (("vanilla gradient", vanilla_gradient), ("guided backprop", guided_backprop),
+                       ("deconvnet", deconvnet)):
+        expected = saliency_map(fn(model, x, c), "abs")[0].numpy()
         np.testing.assert_allclose(ex.result(method), expected, atol=1e-6)
     gc_map = grad_cam(model, x, c, layer="features.relu4").maps
     np.testing.assert_allclose(ex.result("Grad-CAM"), normalize_maps(upsample(gc_map, 64))[0].numpy(), atol=1e-6)

@@ -230,20 +230,6 @@ def test_pointing_game_tolerance_counts_near_misses():
     assert ev.pointing_game(corner, mask, tolerance=3).tolist() == [True]
 
 
-def test_explain_gives_one_map_per_image_for_every_method():
-    torch.manual_seed(0)
-    model = CourseNet().eval()
-    x = torch.randn(2, 3, 32, 32)
-    for method in ev.METHODS:
-        maps = ev.explain(model, x, method, [1, 2])
-        assert maps.ndim == 3 and maps.shape[0] == 2 and not torch.isnan(maps).any(), method
-        side = 32 if "gradient" in method or method in ("guided backprop", "deconvnet", "SmoothGrad",
-                                                         "Guided Grad-CAM") else 8
-        assert maps.shape[1:] == (side, side), method
-    with pytest.raises(ValueError, match="unknown method"):
-        ev.explain(model, x, "LIME")
-
-
 # --- the explorers of lessons 09 and 10 ------------------------------------------------------------
 
 EXPLORER_CHANGES = {
@@ -414,18 +400,6 @@ def test_pointing_game_is_strict_by_default():
     next_to_it[5, 3] = 1.0  # right below the square
     assert ev.pointing_game(next_to_it, mask).tolist() == [False]
     assert ev.pointing_game(next_to_it, mask, tolerance=1).tolist() == [True]
-
-
-def test_explain_smoothgrad_averages_16_samples_by_default():
-    """SmoothGrad in explain is saliency's SmoothGrad with 16 noisy samples and seed 0,
-    reduced to the largest |value| over the colour channels."""
-    from course_utils import saliency
-
-    torch.manual_seed(0)
-    model = CourseNet().eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    expected = saliency.smoothgrad(model, x, [1, 2], samples=16, seed=0, progress=False).abs().amax(dim=1)
-    torch.testing.assert_close(ev.explain(model, x, "SmoothGrad", [1, 2]), expected, rtol=0, atol=0)
 
 
 def test_ssim_defaults_to_a_7_tap_gaussian_window_of_sigma_1_5():

@@ -5,7 +5,6 @@ exception out; the explorer says what is wrong and the next good choice draws ag
 from __future__ import annotations
 
 import inspect
-import os
 
 import ipywidgets as w
 import pytest
@@ -82,8 +81,8 @@ def test_after_a_bad_upload_every_control_is_safe_and_a_good_image_draws(name, e
 class _Fragile(widgets.Explorer):
     """An explorer whose picture fails with an error nobody planned for."""
 
-    def __init__(self):
-        super().__init__({"n": w.IntSlider(value=1, min=0, max=3)})
+    def make_controls(self):
+        return {"n": w.IntSlider(value=1, min=0, max=3)}
 
     def draw(self) -> Figure:
         if self.controls["n"].value == 0:
@@ -106,11 +105,12 @@ def test_an_unexpected_error_is_a_message_too():
 def damaged_resnet18(tmp_path, monkeypatch):
     """A torch cache holding a garbage file under resnet18's weights file name (and no
     model loaded yet in this kernel)."""
-    ckpt = tmp_path / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True)
-    (ckpt / os.path.basename(models._imagenet_specs()["resnet18"].weights.url)).write_bytes(b"half a download")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(base, "_LOADED", {})
+    path = models.weights_path("resnet18")  # the file name torchvision's download has, in this torch home
+    assert tmp_path in path.parents
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"half a download")
+    monkeypatch.setattr(base, "MODEL_CACHE", base.Cache())
     assert models.available_models()["resnet18"]  # it exists, so it is offered
     return tmp_path
 

@@ -12,7 +12,6 @@ from course_utils.hooks import (
     LayerNotFoundError,
     activations_and_gradients,
     capture,
-    class_list,
     RELU_RULES,
     get_layer,
     layer_name,
@@ -20,8 +19,8 @@ from course_utils.hooks import (
     list_layers,
     model_guard,
     relu_rule,
-    resolve_targets,
 )
+from course_utils.targets import class_list, resolve_targets
 from tests.conftest import all_hooks, assert_same_state, model_state
 
 
@@ -488,7 +487,7 @@ def test_out_of_place_relu_spellings_leave_their_input_alone_under_every_rule(ru
 
 def test_target_classes_is_the_class_behind_each_score():
     """The same reading of a target as resolve_targets: the score is the logit of that class."""
-    from course_utils.hooks import target_classes
+    from course_utils.targets import target_classes
 
     logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, -1.0, 0.5]])
     assert target_classes(logits, None).tolist() == [1, 0]

@@ -19,8 +19,8 @@ torch_state = torch.random.get_rng_state().clone()
 np_state = np.random.get_state()[1].copy()
 
 import course_utils
-from course_utils import (checks, coursenet, download, features, filters, hooks, images, models, plotting,
-                          saliency, cam, optvis, evaluation,
+from course_utils import (checks, coursenet, download, features, figures, filters, hooks, images, models, plotting,
+                          relu_rules, targets, saliency, cam, methods, optvis, evaluation,
                           scenes, tensorboard, train, widgets)
 
 assert dict(matplotlib.rcParams) == rc, "rcParams changed"

@@ -1,14 +1,18 @@
-"""Pure drawing functions and the exercise checks."""
+"""Pure drawing functions (the explorers' pictures too, drawn without any widget) and the exercise checks."""
 
 from __future__ import annotations
 
+import ast
 import math
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from course_utils import checks, plotting
+from course_utils import checks, figures, plotting
 
 
 def test_figure_to_png_returns_png_bytes():
@@ -66,6 +70,164 @@ def test_topk_bars_draws_one_bar_per_class_most_likely_on_top():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["circle", "cross", "star"]
     assert [round(p.get_width(), 2) for p in ax.patches] == [0.1, 0.2, 0.7]
+
+
+# --- the explorers' pictures, from hand-made data ---------------------------------------------------
+
+SHOWN = np.zeros((8, 8, 3), np.float32)
+
+
+def _image(ax) -> np.ndarray:
+    return np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
+
+
+def test_prediction_figure_shows_the_input_and_one_bar_per_class():
+    fig = figures.prediction_figure(SHOWN, [("star", 0.7), ("cross", 0.2)], "course")
+    ax_img, ax_bar = fig.axes
+    assert ax_img.get_title() == "what course sees" and ax_bar.get_title() == "top 2 classes"
+    assert [round(p.get_width(), 2) for p in ax_bar.patches] == [0.2, 0.7]
+
+
+def test_feature_maps_figure_enlarges_the_clamped_channel_and_pages_from_first():
+    maps = torch.arange(20 * 4 * 4, dtype=torch.float32).view(20, 4, 4)
+    fig = figures.feature_maps_figure(SHOWN, maps, "features.relu1", "per-channel min-max", first=16, channel=50)
+    ax_in, ax_ch, ax_grid = fig.axes
+    assert ax_ch.get_title().startswith("features.relu1 ch. 19  (4×4)\nmin 304.00")  # channel 50 does not exist
+    assert ax_grid.get_title() == "relu1: channels 16–19 of 20, per-channel min-max"
+    enlarged = _image(ax_ch)
+    assert enlarged.shape == (4, 4) and enlarged.min() == 0 and enlarged.max() == 1
+
+
+def test_filter_figure_shows_a_slice_on_the_layers_scale_with_its_numbers():
+    weight = torch.linspace(-2, 1, 4 * 3 * 3 * 3).view(4, 3, 3, 3)
+    fig = figures.filter_figure(weight, out_channel=1, in_channel=2, model="course", layer="features.conv1")
+    ax_all, ax_one, ax_near = fig.axes[:3]
+    np.testing.assert_allclose(_image(ax_one), weight[1, 2].numpy() / 2, rtol=1e-6)  # ÷ the layer's max |w|
+    assert [t.get_text() for t in ax_one.texts][:2] == [f"{v:.2f}" for v in weight[1, 2, 0, :2].tolist()]
+    assert len(ax_one.texts) == 9 and ax_one.get_title() == "filter 1, input 2"
+    assert ax_all.get_title() == "filter 1: its 3 input slices (R, G, B)"
+    assert "4×3×3×3" in fig._suptitle.get_text() and "±2.000" in fig._suptitle.get_text()
+    per_filter = figures.filter_figure(weight, out_channel=1, in_channel=2, per_filter=True)
+    assert np.abs(_image(per_filter.axes[1])).max() <= 1
+    assert "each filter ÷ its own max" in per_filter._suptitle.get_text()
+
+
+def test_activation_max_figure_plots_the_objective_per_step():
+    fig = figures.activation_max_figure(SHOWN, [1.0, 2.0, 3.0], "course: class 'star'", "pixels", 0.5, logit=True)
+    ax_img, ax_curve = fig.axes
+    assert ax_img.get_title() == "course: class 'star'\npixels, high-frequency energy 0.500"
+    assert list(ax_curve.lines[0].get_xdata()) == [1, 2, 3] and ax_curve.get_ylabel() == "logit"
+    assert ax_curve.get_title() == "objective: 1.00 → 3.00"
+    assert figures.activation_max_figure(SHOWN, [], "x", "fourier", 0.0).axes[1].get_title() == "no step ran"
+
+
+def test_saliency_figure_shows_the_map_as_its_display_and_over_the_input():
+    grad = torch.zeros(3, 8, 8)
+    grad[0, 2, 3], grad[1, 5, 5] = 1.0, -2.0
+    fig = figures.saliency_figure(SHOWN, grad, "star (0.90)", "guided backprop", "signed", alpha=0.3)
+    ax_in, ax_map, ax_over = fig.axes
+    signed = _image(ax_map)
+    assert signed.shape == (8, 8) and signed.min() == -1 and signed[2, 3] > 0
+    assert ax_map.get_title() == "guided backprop\nsigned: red raises, blue lowers"
+    assert len(ax_over.images) == 2 and ax_over.get_title() == "signed over the input\nopacity 0.30"
+    rgb = figures.saliency_figure(SHOWN, grad, "star", "guided backprop", "rgb")
+    assert _image(rgb.axes[1]).shape == (8, 8, 3) and rgb.axes[2].get_title().startswith("abs over the input")
+
+
+def test_class_map_figure_shows_the_raw_map_and_its_overlay_with_each_methods_titles():
+    raw = torch.tensor([[0.0, 1.0], [2.0, 4.0]])
+    fig = figures.class_map_figure(SHOWN, raw, "star (0.90)", "features.relu5", "CAM", alpha=0.25)
+    ax_in, ax_raw, ax_over = fig.axes
+    np.testing.assert_allclose(_image(ax_raw), [[0, 0.25], [0.5, 1]])
+    assert ax_in.get_title() == "the input\nclass: star (0.90)"
+    assert ax_raw.get_title() == "CAM at features.relu5\nraw, 2×2"
+    assert ax_over.get_title() == "upsampled to 8×8\nopacity 0.25" and len(ax_over.images) == 2
+    flat = figures.class_map_figure(SHOWN, -raw, "star", "layer4", "counterfactual Grad-CAM")
+    assert flat.axes[1].get_title() == "counterfactual Grad-CAM at layer4\nraw, 2×2  (all zero)"
+    assert flat.axes[2].get_title() == "upsampled, opacity 0.50"
+    assert "all zero" not in figures.class_map_figure(SHOWN, -raw, "star", "fc", "CAM").axes[1].get_title()
+
+
+def test_guided_grad_cam_figure_shows_a_colour_picture_or_a_map_over_the_input():
+    fig = figures.guided_grad_cam_figure(SHOWN, np.full((8, 8, 3), 0.5), "star", "guided backprop", "features.relu4")
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "guided backprop\n(grey = 0)"
+    flat = figures.guided_grad_cam_figure(SHOWN, np.zeros((8, 8)), "star", "Grad-CAM", "features.relu4")
+    assert flat.axes[1].get_title().startswith("Grad-CAM at features.relu4\n(all zero")
+    assert len(flat.axes[1].images) == 2
+
+
+def test_compare_figure_lays_out_the_input_and_one_panel_per_method():
+    heat = np.linspace(0, 1, 64).reshape(8, 8)
+    results = {"feature maps": np.ones((9, 9)), "vanilla gradient": heat, "CAM": "CAM does not apply to vgg16",
+               "Grad-CAM": heat, "Guided Grad-CAM": heat}
+    fig = figures.compare_figure(SHOWN, results, "star", where={"feature maps": "features.relu3",
+                                                                "Grad-CAM": "features.relu3"})
+    assert len(fig.axes) == 8 and [ax.axison for ax in fig.axes] == [True] * 6 + [False] * 2  # 6 panels, 4 a row
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles == ["the input\nclass: star", "feature maps at features.relu3\n16 most active channels",
+                      "vanilla gradient\n|g|, max over colours", "CAM\nnot applicable",
+                      "Grad-CAM\nat features.relu3", "Guided Grad-CAM\n|g|, max over colours"]
+    assert fig.axes[3].texts[0].get_text() == "CAM does not apply to vgg16"
+    assert len(figures.compare_figure(SHOWN, {"CAM": heat}, "star").axes) == 2
+
+
+def test_graph_figure_lists_one_page_of_operations_and_highlights_a_type():
+    ops = [SimpleNamespace(op=f"aten::{kind}", layer=f"l{i}", shape=(1, 4)) for i, kind in
+           enumerate(["conv", "relu", "relu"] * 10)]
+    fig = figures.graph_figure(ops, Counter(o.op for o in ops), "course", chosen="aten::conv", page=1)
+    ax_bar, ax_list = fig.axes
+    assert [t.get_text() for t in ax_bar.get_yticklabels()] == ["conv", "relu"]  # the commonest on top
+    assert [p.get_width() for p in ax_bar.patches] == [10, 20]
+    assert len(ax_list.texts) == 6 and ax_list.get_title() == "operations 24–29, in the order traced"
+    assert [t.get_color() for t in ax_list.texts[:3]] == ["#d62728", "#aaaaaa", "#aaaaaa"]  # op 24 is a conv
+
+
+def test_evaluation_figure_marks_the_peak_and_the_scene_among_the_others():
+    image, masks = np.zeros((8, 8, 3), np.uint8), np.zeros((1, 8, 8), bool)
+    masks[0, 4:, :4] = True
+    raw = torch.tensor([[0.0, 0.0], [1.0, 0.0]])  # the peak in the lower left
+    scores = torch.tensor([0.2, 0.9, 0.5])
+    fig = figures.evaluation_figure(image, masks, raw, scores, 1, "star", "CAM", "pointing game")
+    ax_in, ax_map, ax_metric = fig.axes
+    px, py = ax_map.lines[0].get_xdata()[0], ax_map.lines[0].get_ydata()[0]
+    assert px < 4 <= py
+    assert [p.get_facecolor() for p in ax_metric.patches][1] != ax_metric.patches[0].get_facecolor()
+    assert ax_metric.get_title() == "pointing game: this scene 0.90, mean 0.53 (dashed)"
+    assert ax_in.get_title() == "scene 1: star"
+    fractions, curves = torch.linspace(0, 1, 5), torch.rand(3, 5)
+    fig = figures.evaluation_figure(image, masks, raw, scores, 1, "star", "CAM", "deletion", (fractions, curves))
+    assert len(fig.axes[2].lines) == 2 and fig.axes[2].get_title().endswith("(lower is better)")
+    np.testing.assert_allclose(fig.axes[2].lines[1].get_ydata(), curves[1].numpy())
+
+
+def test_shortcut_figure_says_how_much_of_the_map_is_on_the_shape():
+    masks = np.zeros((1, 8, 8), bool)
+    masks[0, 2:6, 2:6] = True
+    fig = figures.shortcut_figure(np.zeros((8, 8, 3), np.uint8), masks, torch.rand(2, 2),
+                                  [("star", 0.8), ("cross", 0.2)], "star", "its own class's", "vanilla gradient",
+                                  "shortcut", 0.25)
+    ax_in, ax_map, ax_bar = fig.axes
+    assert ax_map.get_title() == "vanilla gradient for 'star'\n25% of it on the shape"
+    assert ax_in.get_title() == "a star, background: its own class's"
+    assert ax_bar.patches[1].get_facecolor() != ax_bar.patches[0].get_facecolor()  # the true shape highlighted
+    heat = ax_map.images[1].get_array()
+    assert heat.shape == (8, 8) and heat.min() == 0 and heat.max() == 1
+
+
+def test_compute_modules_never_import_the_pictures():
+    package = Path(plotting.__file__).parent
+    pictures = {"plotting", "figures", "widgets"}
+    for path in package.glob("*.py"):
+        if path.stem in pictures:
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported |= {node.module or ""} | {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        names = {part for name in imported for part in name.split(".")}
+        assert not names & pictures, f"{path.name} imports {names & pictures}"
 
 
 @pytest.mark.parametrize(

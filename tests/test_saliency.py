@@ -17,7 +17,6 @@ from course_utils.saliency import (
     deconvnet,
     guided_backprop,
     input_gradient,
-    saliency,
     saliency_map,
     smoothgrad,
     vanilla_gradient,
@@ -193,7 +192,6 @@ SALIENCY_METHODS = {
     "guided_backprop": guided_backprop,
     "deconvnet": deconvnet,
     "smoothgrad": lambda m, x, t: smoothgrad(m, x, t, rule="guided", samples=3, batch_size=2, progress=False),
-    "saliency": lambda m, x, t: saliency(m, x, "SmoothGrad", t, samples=2, progress=False),
 }
 
 
@@ -434,15 +432,6 @@ def test_smoothgrad_bad_options(course_random, kwargs, message):
         smoothgrad(course_random, torch.randn(1, 3, 16, 16), 0, progress=False, **kwargs)
 
 
-def test_saliency_by_method_name(course_random):
-    x = torch.randn(1, 3, 16, 16)
-    assert torch.equal(saliency(course_random, x, "guided backprop", 2), guided_backprop(course_random, x, 2))
-    with pytest.raises(ValueError, match="unknown saliency method 'gradcam'"):
-        saliency(course_random, x, "gradcam")
-    with pytest.raises(TypeError, match="only apply to SmoothGrad"):
-        saliency(course_random, x, "deconvnet", samples=3)
-
-
 # --- what is shown -----------------------------------------------------------------------
 
 
@@ -541,7 +530,7 @@ def test_only_a_new_image_class_or_method_runs_the_model(explorer):
         explorer.controls["method"].value = "guided backprop"
         explorer.controls["image"].value = "scene 3"
         assert counter.calls == 4  # guided for scene 2's top class; then scene 3 in one guided pass
-        x, top = explorer._input()[0], explorer.target()[0]
+        x, top = explorer.prepared().x, explorer.target()[0]
         assert torch.equal(explorer.gradient(), guided_backprop(model, x, top)[0])
         assert counter.calls == 5  # (the reference above)
     assert all_hooks(model) == 0 and all(p.grad is None for p in model.parameters())

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 
+import ipywidgets as w
 import numpy as np
 import pytest
+import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
+import course_utils.widgets as widgets
+from course_utils.cam import cam
 from course_utils.images import SAMPLE_PHOTOS
 from course_utils.widgets import PredictionExplorer, choose_image, image_choices
+from course_utils.widgets.base import Cache
+from tests.conftest import ForwardCounter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -84,3 +92,85 @@ def test_pictures_dropped_in_my_images_are_offered(tmp_path, monkeypatch, empty_
     ex = PredictionExplorer()
     ex.controls["image"].value = "mine: drawing.png"
     assert ex.renders == 2 and ex.message.value == ""
+
+
+# --- the base class is a template; its cache; the prepared input as a record ---------------------
+
+
+class _Recorder(widgets.ClassExplorer):
+    """A class explorer with a control of its own that notes what each step of the template sees."""
+
+    def __init__(self):
+        self.log = []
+        super().__init__(models=["course"], k=3)
+
+    def make_controls(self):
+        self.log.append(("make_controls", hasattr(self, "controls")))
+        return {**super().make_controls(), "extra": w.Dropdown(options=["a", "b"], value="a")}
+
+    def callbacks(self):
+        self.log.append(("callbacks", sorted(self.controls)))
+        return super().callbacks()
+
+    def prepare(self, loaded, x):
+        self.log.append(("prepare", sorted(self.controls), self.controls["extra"].value))
+        return super().prepare(loaded, x)
+
+    def draw(self):
+        self.log.append(("draw", self.controls["extra"].value, self.controls["target"].value))
+        return Figure(figsize=(1, 1))
+
+
+def test_the_template_makes_controls_then_wires_them_then_prepares_then_draws_once(empty_torch_home):
+    ex = _Recorder()
+    everything = ["extra", "image", "model", "target", "upload"]
+    top = ex.controls["target"].options[0][1]
+    assert ex.log == [("make_controls", False), ("callbacks", everything), ("prepare", everything, "a"),
+                      ("draw", "a", top)]  # the first draw sees every control, the class list filled in
+    assert ex.renders == 1 and ex.message.value == ""
+    ex.controls["extra"].value = "b"  # a subclass's control redraws by default, and runs nothing again
+    assert ex.log[-1] == ("draw", "b", top) and ex.renders == 2 and [e[0] for e in ex.log].count("prepare") == 1
+
+
+def test_the_cache_keeps_the_most_recently_used_and_computes_each_value_once():
+    cache, calls = Cache(2), []
+
+    def make(value):
+        return lambda: calls.append(value) or value
+
+    assert cache.fetch("a", make(1)) == 1 and cache.fetch("b", make(2)) == 2
+    assert cache.fetch("a", make(99)) == 1  # a hit: not computed again, and "a" is now the most recent
+    assert cache.fetch("c", make(3)) == 3  # a third entry: the least recently used one ("b") goes
+    assert list(cache) == ["a", "c"] and calls == [1, 2, 3]
+    assert cache.fetch("b", make(4)) == 4 and list(cache) == ["c", "b"] and calls == [1, 2, 3, 4]
+    assert cache.put("d", 5) == 5 and list(cache) == ["b", "d"]
+    with pytest.raises(ZeroDivisionError):
+        cache.fetch("e", lambda: 1 / 0)
+    assert "e" not in cache and len(cache) == 2  # a failed computation keeps nothing
+    unbounded = Cache()
+    for i in range(50):
+        unbounded.fetch(i, make(i))
+    assert len(unbounded) == 50
+
+
+def test_a_class_explorer_prepares_each_input_once_as_a_record(empty_torch_home):
+    ex = widgets.CAMExplorer(k=4)
+    model = widgets.cached_model("course").model
+    p = ex.prepared()
+    assert p.x.shape == (1, 3, 64, 64) and p.shown.shape == (64, 64, 3) and 0 <= p.shown.min() <= p.shown.max() <= 1
+    with torch.no_grad():
+        probs = model(p.x).softmax(dim=1)[0]
+    torch.testing.assert_close(p.logits.softmax(dim=1)[0], probs)
+    assert [c for _, c in p.options] == probs.topk(4).indices.tolist()  # the top 4, the most likely first
+    assert [float(label.rsplit("(", 1)[1].rstrip(")")) for label, _ in p.options] == [
+        round(v, 2) for v in probs.topk(4).values.tolist()]
+    c = p.options[1][1]
+    torch.testing.assert_close(p.kept[c], cam(model, p.x, c).maps[0])  # CAM keeps every class's map
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.x = None
+    with ForwardCounter(model) as counter:
+        assert ex.prepared() is p
+        ex.controls["image"].value = "scene 3"  # a star: a new input, a new record
+        assert counter.calls == 1 and ex.prepared().options[0][0].startswith("star")
+        ex.controls["image"].value = "scene 0"
+        assert ex.prepared() is p and counter.calls == 1  # back to the first image: from the cache

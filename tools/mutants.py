@@ -56,7 +56,10 @@ from pathlib import Path
 # Module (file in the package) -> its own test files, relative to the project root.
 # Only these tests run against that module's mutants.
 MODULES: dict[str, list[str]] = {
-    "hooks": ["tests/test_hooks.py", "tests/test_saliency.py"],  # hooks.relu_rule is tested with saliency
+    "hooks": ["tests/test_hooks.py", "tests/test_saliency.py"],
+    "relu_rules": ["tests/test_hooks.py", "tests/test_saliency.py"],  # relu_rule is tested with saliency too
+    "targets": ["tests/test_hooks.py", "tests/test_saliency.py", "tests/test_cam.py"],
+    "methods": ["tests/test_methods.py"],
     "saliency": ["tests/test_saliency.py"],
     "cam": ["tests/test_cam.py"],
     "evaluation": ["tests/test_evaluation.py"],

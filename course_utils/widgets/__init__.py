@@ -3,13 +3,15 @@
 Every explorer renders into an ``ipywidgets.Image`` (PNG bytes) rather than an
 ``Output`` area. That keeps it fast (one picture replaced, no flicker), lets a
 test set a control's ``.value`` and look at the new picture, and lets the
-stored notebook keep the last picture. Compute lives in the other modules,
-drawing in ``plotting``; an explorer only wires them together.
+stored notebook keep the last picture. Compute lives in the other modules, the
+pictures in ``figures`` (functions a lesson can call too); an explorer holds
+state and wires them together.
 
-One file per explorer; ``base`` holds what they share.
+One file per explorer; ``base`` holds what they share, ``choices`` what they offer.
 """
 
-from .base import ClassExplorer, Explorer, cached_model, choose_image, image_choices, image_controls, my_images_dir
+from .base import ClassExplorer, Explorer, cached_model
+from .choices import choose_image, image_choices, image_controls, my_images_dir
 from .optvis import ActivationMaxExplorer
 from .cam import CAMExplorer, GradCAMExplorer, GuidedGradCAMExplorer
 from .compare import CompareExplorer
@@ -21,24 +23,7 @@ from .prediction import PredictionExplorer
 from .saliency import SaliencyExplorer
 from .shortcut import ShortcutExplorer
 
-__all__ = [
-    "ActivationMaxExplorer",
-    "CAMExplorer",
-    "ClassExplorer",
-    "CompareExplorer",
-    "EvaluationExplorer",
-    "Explorer",
-    "FeatureMapExplorer",
-    "FilterExplorer",
-    "GradCAMExplorer",
-    "GraphExplorer",
-    "GuidedGradCAMExplorer",
-    "PredictionExplorer",
-    "SaliencyExplorer",
-    "ShortcutExplorer",
-    "cached_model",
-    "choose_image",
-    "image_choices",
-    "image_controls",
-    "my_images_dir",
-]
+__all__ = ["ActivationMaxExplorer", "CAMExplorer", "ClassExplorer", "CompareExplorer", "EvaluationExplorer",
+           "Explorer", "FeatureMapExplorer", "FilterExplorer", "GradCAMExplorer", "GraphExplorer",
+           "GuidedGradCAMExplorer", "PredictionExplorer", "SaliencyExplorer", "ShortcutExplorer", "cached_model",
+           "choose_image", "image_choices", "image_controls", "my_images_dir"]

@@ -10,53 +10,45 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import ipywidgets as w
 import torch
 from matplotlib.figure import Figure
 
-from .. import plotting
-from ..cam import BLOCK_LAYERS, GradCAM, cam_all_classes, guided_grad_cam, normalize_maps, upsample
-from ..saliency import guided_backprop, saliency_map
-from .base import ClassExplorer, offered_models
+from .. import figures
+from ..cam import GradCAM, cam_all_classes, normalize_maps, upsample
+from ..methods import METHODS, Explainer
+from ..saliency import saliency_map
+from .base import Cache, ClassExplorer
+from .choices import block_layers, cam_layer, cam_models
 
 __all__ = ["CAMExplorer", "GradCAMExplorer", "GuidedGradCAMExplorer"]
 
 COLORMAPS = ["jet", "inferno", "viridis", "gray"]
 
 
-def _look_controls(cmap: str = "jet", alpha: float = 0.5) -> dict[str, w.Widget]:
-    return {
-        "cmap": w.Dropdown(options=COLORMAPS, value=cmap, description="Colours"),
-        "alpha": w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="Opacity",
-                               continuous_update=False),
-    }
+def _look_controls() -> dict[str, w.Widget]:
+    return {"cmap": w.Dropdown(options=COLORMAPS, value="jet", description="Colours"),
+            "alpha": w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="Opacity",
+                                   continuous_update=False)}
 
 
 class _BlockLayers:
-    """A "Layer" control listing the chosen model's blocks (:data:`BLOCK_LAYERS`),
+    """A "Layer" control listing the chosen model's blocks (:func:`~.choices.block_layers`),
     refitted when the model changes; ``default_block`` indexes the one selected."""
 
     default_block = -1
 
-    def _layer_control(self, models: list[str], layer: str | None = None) -> w.Dropdown:
-        layers = BLOCK_LAYERS[models[0]]
+    def layer_control(self, layer: str | None = None) -> w.Dropdown:
+        layers = block_layers(self.models[0])
         return w.Dropdown(options=layers, value=layer if layer in layers else layers[self.default_block],
                           description="Layer")
 
-    def fit_controls(self) -> None:
-        layers = BLOCK_LAYERS[self.controls["model"].value]
+    def fit_to_input(self) -> None:
+        super().fit_to_input()
+        layers = block_layers(self.controls["model"].value)
         if list(self.controls["layer"].options) != layers:
             self.controls["layer"].options = layers
             self.controls["layer"].value = layers[self.default_block]
-
-
-def _show_raw(ax, raw: torch.Tensor, cmap: str, title: str) -> None:
-    """The map at the layer's own resolution: one square per position, no smoothing."""
-    ax.imshow(normalize_maps(raw).numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([]), ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
 
 
 class CAMExplorer(ClassExplorer):
@@ -64,33 +56,24 @@ class CAMExplorer(ClassExplorer):
     CAM needs global average pooling + one linear layer, so VGG-16 is not offered."""
 
     def __init__(self, models: list[str] | None = None, k: int = 6):
-        models = offered_models(exclude=("vgg16",)) if models is None else models
-        super().__init__(_look_controls(), models=models, k=k)
+        super().__init__(cam_models() if models is None else models, k=k)
+
+    def make_controls(self) -> dict[str, w.Widget]:
+        return {**super().make_controls(), **_look_controls()}
 
     def prepare(self, loaded, x):
         # One forward pass gives every class's map: a class switch only picks another one.
-        logits, maps = cam_all_classes(loaded.model, x, layer=loaded.last_conv_layer)
+        logits, maps = cam_all_classes(loaded.model, x, layer=cam_layer(loaded))
         return logits, maps[0]
 
     def maps(self) -> torch.Tensor:
         """The raw CAM of the chosen class, (h, w)."""
-        return self._input()[3][self.target()[0]]
+        return self.prepared().kept[self.target()[0]]
 
     def draw(self) -> Figure:
-        shown = self._input()[1]
-        label = self.target()[1]
-        cmap, alpha = self.controls["cmap"].value, self.controls["alpha"].value
-        raw = self.maps()
-        h, w_ = raw.shape
-        heat = normalize_maps(upsample(raw, shown.shape[:2]))
-        fig = Figure(figsize=(9.5, 3.4))
-        ax_in, ax_raw, ax_over = fig.subplots(1, 3)
-        plotting.show_image(shown, ax=ax_in, title=f"the input\nclass: {label}")
-        _show_raw(ax_raw, raw, cmap, f"CAM at {self.loaded.last_conv_layer}\nraw, {h}×{w_}")
-        plotting.overlay_heatmap(shown, heat, ax=ax_over, alpha=alpha, cmap=cmap,
-                                 title=f"upsampled to {shown.shape[0]}×{shown.shape[1]}\nopacity {alpha:.2f}")
-        fig.tight_layout()
-        return fig
+        c = self.controls
+        return figures.class_map_figure(self.prepared().shown, self.maps(), self.target()[1], cam_layer(self.loaded),
+                                        "CAM", cmap=c["cmap"].value, alpha=c["alpha"].value)
 
 
 class GradCAMExplorer(_BlockLayers, ClassExplorer):
@@ -98,44 +81,32 @@ class GradCAMExplorer(_BlockLayers, ClassExplorer):
     Each image runs forward once; a new class or layer needs only a backward pass."""
 
     def __init__(self, models: list[str] | None = None, k: int = 6, counterfactual: bool = False):
-        models = offered_models() if models is None else models
-        controls = {
-            "layer": self._layer_control(models),
-            "counterfactual": w.Checkbox(value=counterfactual, description="counterfactual (−gradient)"),
-            **_look_controls(),
-        }
-        super().__init__(controls, models=models, k=k)
+        self.counterfactual = counterfactual
+        super().__init__(models, k=k)
+
+    def make_controls(self) -> dict[str, w.Widget]:
+        return {**super().make_controls(), "layer": self.layer_control(), "counterfactual": w.Checkbox(
+            value=self.counterfactual, description="counterfactual (−gradient)"), **_look_controls()}
 
     def prepare(self, loaded, x):
-        g = GradCAM(loaded.model, x, BLOCK_LAYERS[loaded.name])
+        g = GradCAM(loaded.model, x, block_layers(loaded.name))
         return g.logits, g
 
     def result(self):
-        g = self._input()[3]
-        return g.map(self.target()[0], self.controls["layer"].value, counterfactual=self.controls["counterfactual"].value)
+        c = self.controls
+        return self.prepared().kept.map(self.target()[0], c["layer"].value, counterfactual=c["counterfactual"].value)
 
     def draw(self) -> Figure:
-        shown = self._input()[1]
-        label = self.target()[1]
-        cmap, alpha = self.controls["cmap"].value, self.controls["alpha"].value
-        res = self.result()
-        raw = res.maps[0]
-        heat = normalize_maps(upsample(raw, shown.shape[:2]))
-        kind = "counterfactual Grad-CAM" if self.controls["counterfactual"].value else "Grad-CAM"
-        fig = Figure(figsize=(9.5, 3.4))
-        ax_in, ax_raw, ax_over = fig.subplots(1, 3)
-        plotting.show_image(shown, ax=ax_in, title=f"the input\nclass: {label}")
-        _show_raw(ax_raw, raw, cmap, f"{kind} at {res.layer}\nraw, {raw.shape[0]}×{raw.shape[1]}"
-                  + ("  (all zero)" if raw.max() <= 0 else ""))
-        plotting.overlay_heatmap(shown, heat, ax=ax_over, alpha=alpha, cmap=cmap,
-                                 title=f"upsampled, opacity {alpha:.2f}")
-        fig.tight_layout()
-        return fig
+        c, res = self.controls, self.result()
+        kind = "counterfactual Grad-CAM" if c["counterfactual"].value else "Grad-CAM"
+        return figures.class_map_figure(self.prepared().shown, res.maps[0], self.target()[1], res.layer, kind,
+                                        cmap=c["cmap"].value, alpha=c["alpha"].value)
 
 
-#: The methods of lesson 07's explorer: what is computed and which ReLU rule it uses.
-GUIDED_METHODS = ["Guided Grad-CAM", "guided backprop", "Grad-CAM", "Grad-CAM, guided ReLUs",
-                  "Grad-CAM, deconvnet ReLUs"]
+#: The methods of lesson 07's explorer, by the label shown: the registry's method and its options.
+GUIDED_METHODS = {"Guided Grad-CAM": ("Guided Grad-CAM", {}), "guided backprop": ("guided backprop", {}),
+                  "Grad-CAM": ("Grad-CAM", {}), "Grad-CAM, guided ReLUs": ("Grad-CAM", {"rule": "guided"}),
+                  "Grad-CAM, deconvnet ReLUs": ("Grad-CAM", {"rule": "deconvnet"})}
 
 
 class GuidedGradCAMExplorer(_BlockLayers, ClassExplorer):
@@ -149,46 +120,31 @@ class GuidedGradCAMExplorer(_BlockLayers, ClassExplorer):
     default_block = -2
 
     def __init__(self, models: list[str] | None = None, k: int = 6, layer: str | None = None):
-        models = offered_models() if models is None else models
-        controls = {
-            "method": w.Dropdown(options=GUIDED_METHODS, value="Guided Grad-CAM", description="Method"),
-            "layer": self._layer_control(models, layer),
-        }
-        self._results: OrderedDict = OrderedDict()
-        super().__init__(controls, models=models, k=k)
+        self.layer = layer
+        self._results = Cache(32)  # (model, image, upload, class, method, layer) -> picture data
+        super().__init__(models, k=k)
 
-    def _compute(self, method: str, layer: str) -> torch.Tensor:
-        """(H, W, 3) or (H, W) picture data in [0, 1] for the current image and class (cached)."""
-        x = self._input()[0]
-        c = self.target()[0]
-        key = (*self.image_key(), c, method, layer)
-        if key not in self._results:
-            model = self.loaded.model
-            rule = {"Grad-CAM, guided ReLUs": "guided", "Grad-CAM, deconvnet ReLUs": "deconvnet"}.get(method, "plain")
-            if method == "guided backprop":
-                out = saliency_map(guided_backprop(model, x, c), "rgb")[0]
-            elif method == "Guided Grad-CAM":
-                out = saliency_map(guided_grad_cam(model, x, c, layer=layer), "rgb")[0]
-            else:
-                out = normalize_maps(GradCAM(model, x, layer, rule=rule).map(c).upsampled(x.shape[-2:]))[0]
-            self._results[key] = out
-            while len(self._results) > 32:
-                self._results.popitem(last=False)
-        return self._results[key]
+    def make_controls(self) -> dict[str, w.Widget]:
+        return {**super().make_controls(),
+                "method": w.Dropdown(options=list(GUIDED_METHODS), value="Guided Grad-CAM", description="Method"),
+                "layer": self.layer_control(self.layer)}
+
+    def picture(self) -> torch.Tensor:
+        """(H, W, 3) or (H, W) picture data in [0, 1] for the current image, class, method and layer (cached)."""
+        c, method, layer = self.target()[0], self.controls["method"].value, self.controls["layer"].value
+        return self._results.fetch((*self.image_key(), c, method, layer), lambda: self._compute(c, method, layer))
+
+    def prepare(self, loaded, x):
+        ex = Explainer(loaded.model, x)
+        return ex.kept.logits, ex
+
+    def _compute(self, c: int, label: str, layer: str) -> torch.Tensor:
+        ex, (method, options) = self.prepared().kept, GUIDED_METHODS[label]
+        out = ex(method, c, layer if METHODS[method].layer else None, **options)
+        if METHODS[method].output == "gradient":
+            return saliency_map(out, "rgb")[0]
+        return normalize_maps(upsample(out, ex.x.shape[-2:]))[0]
 
     def draw(self) -> Figure:
-        shown = self._input()[1]
-        label = self.target()[1]
-        method, layer = self.controls["method"].value, self.controls["layer"].value
-        pic = self._compute(method, layer)
-        fig = Figure(figsize=(6.6, 3.4))
-        ax_in, ax_out = fig.subplots(1, 2)
-        plotting.show_image(shown, ax=ax_in, title=f"the input\nclass: {label}")
-        where = "" if method == "guided backprop" else f" at {layer}"
-        if pic.ndim == 3:
-            plotting.show_image(pic, ax=ax_out, title=f"{method}{where}\n(grey = 0)")
-        else:
-            flat = "\n(all zero: no positive evidence at this layer)" if pic.max() <= 0 else ""
-            plotting.overlay_heatmap(shown, pic, ax=ax_out, alpha=0.5, title=f"{method}{where}{flat}")
-        fig.tight_layout()
-        return fig
+        return figures.guided_grad_cam_figure(self.prepared().shown, self.picture(), self.target()[1],
+                                              self.controls["method"].value, self.controls["layer"].value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections import OrderedDict
 
 import ipywidgets as w
 import numpy as np
@@ -19,10 +18,10 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .. import optvis, plotting
-from ..cam import BLOCK_LAYERS
+from .. import figures, optvis, plotting
 from ..hooks import capture, model_guard
-from .base import Explorer, cached_model, offered_models
+from .base import Cache, Explorer, cached_model
+from .choices import block_layers, offered_models
 
 __all__ = ["ActivationMaxExplorer"]
 
@@ -53,19 +52,20 @@ class ActivationMaxExplorer(Explorer):
     regularizers. Sliders act on release; Stop ends a run early and keeps its image."""
 
     def __init__(self, models: list[str] | None = None, threaded: bool | None = None, cache_size: int = 32):
-        models = offered_models() if models is None else models
+        self.models = offered_models() if models is None else models
         self.threaded = _in_kernel() if threaded is None else threaded
-        self.cache_size = cache_size
-        self._cache: OrderedDict = OrderedDict()
-        self._widths: dict[str, dict[str, int]] = {}
+        self._cache = Cache(cache_size)  # settings -> finished optvis.Result
+        self._widths = Cache()  # model -> {layer: channels, LOGITS: classes}
         self._job: tuple[threading.Thread, threading.Event, threading.Event] | None = None
         self._lock = threading.Lock()
-        layers = self._layers(models[0])
-        controls = {
-            "model": w.Dropdown(options=models, value=models[0], description="Model"),
+        super().__init__()
+
+    def make_controls(self) -> dict[str, w.Widget]:
+        layers = self._layers(self.models[0])
+        controls = {  # the unit slider is fitted to the layer by fit_to_input
+            "model": w.Dropdown(options=self.models, value=self.models[0], description="Model"),
             "layer": w.Dropdown(options=layers, value=layers[-2], description="Layer"),
-            "unit": w.IntSlider(value=0, min=0, max=self._width(models[0], layers[-2]) - 1,
-                                description="Channel", continuous_update=False),
+            "unit": w.IntSlider(value=0, min=0, max=0, description="Channel", continuous_update=False),
             "param": w.Dropdown(options=["fourier", "pixels"], value="fourier", description="Image"),
             "steps": w.IntSlider(value=96, min=8, max=512, step=8, description="Steps", continuous_update=False),
             "lr": w.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.25, description="Step size",
@@ -77,43 +77,35 @@ class ActivationMaxExplorer(Explorer):
             "stop": w.Button(description="Stop", icon="stop", button_style="warning"),
         }
         controls["stop"].on_click(lambda _: self.stop())
-        redraw = ["unit", "param", "steps", "lr", "transforms", "l2", "blur"]
-        super().__init__(controls, columns=3, redraw_on=redraw)
-        self.on_change("model", self._on_model)
-        self.on_change("layer", self._on_layer)
+        return controls
 
-    # --- what the controls offer -----------------------------------------------------------
+    def callbacks(self) -> dict:
+        return {"model": self._on_model, "layer": self._on_input, "progress": None, "stop": None}
 
     def _layers(self, model: str) -> list[str]:
-        return [*BLOCK_LAYERS[model], LOGITS]
+        return [*block_layers(model), LOGITS]
 
-    def _width(self, model: str, layer: str) -> int:
-        """Channels of a layer (or classes), learned from one small forward pass per model."""
-        if model not in self._widths:
-            m = cached_model(model)
-            layers = BLOCK_LAYERS[model]
-            with model_guard(m.model), torch.no_grad(), capture(m.model, layers) as acts:
-                m.model.eval()
-                logits = m.model(torch.zeros(1, 3, 64, 64))
-            self._widths[model] = {**{n: acts[n].shape[1] for n in layers}, LOGITS: logits.shape[1]}
-        return self._widths[model][layer]
+    @staticmethod
+    def _widths_of(model: str) -> dict[str, int]:
+        """Channels of each layer (and classes), learned from one small forward pass."""
+        m, layers = cached_model(model), block_layers(model)
+        with model_guard(m.model), torch.no_grad(), capture(m.model, layers) as acts:
+            m.model.eval()
+            logits = m.model(torch.zeros(1, 3, 64, 64))
+        return {**{n: acts[n].shape[1] for n in layers}, LOGITS: logits.shape[1]}
 
-    def _fit_unit(self) -> None:
+    def fit_to_input(self) -> None:
+        """Fit the unit slider to the chosen layer (channels) or to the logits (classes)."""
         model, layer = self.controls["model"].value, self.controls["layer"].value
         unit = self.controls["unit"]
-        unit.max = self._width(model, layer) - 1  # ipywidgets clamps the value
+        unit.max = self._widths.fetch(model, lambda: self._widths_of(model))[layer] - 1  # ipywidgets clamps the value
         unit.description = "Class" if layer == LOGITS else "Channel"
 
     def _on_model(self, change) -> None:
         with self.quietly():
-            layers = self._layers(change["new"])
-            self.controls["layer"].options = layers
+            self.controls["layer"].options = layers = self._layers(change["new"])
             self.controls["layer"].value = layers[-2]
-            self._fit_unit()
-
-    def _on_layer(self, change) -> None:
-        with self.quietly():
-            self._fit_unit()
+            self.fit_to_input()
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -158,13 +150,8 @@ class ActivationMaxExplorer(Explorer):
                 return
             stopped = result.steps < key[4]
             if not stopped:
-                self._keep(key, result)
+                self._cache.put(key, result)
             self._show(key, result, stopped)
-
-    def _keep(self, key, result: optvis.Result) -> None:
-        self._cache[key] = result
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
 
     def _optimize(self, key, stop_flag: threading.Event, superseded: threading.Event) -> optvis.Result | None:
         """Run the optimization for ``key`` (``None`` if superseded before it started)."""
@@ -198,24 +185,10 @@ class ActivationMaxExplorer(Explorer):
         self.renders += 1
 
     def draw_result(self, key, result: optvis.Result) -> Figure:
-        model_name, layer, unit = key[:3]
+        """The picture of a finished (or stopped) run with the settings ``key``."""
+        model_name, layer, unit, param = key[:4]
         what = f"class {cached_model(model_name).categories[unit]!r}" if layer == LOGITS else f"{layer} ch. {unit}"
-        fig = Figure(figsize=(7.6, 3.3))
-        ax_img, ax_curve = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1, 1.2]))
-        hf = optvis.high_frequency_energy(result.images)[0]
-        plotting.show_image(result.as_numpy()[0], ax=ax_img,
-                            title=f"{model_name}: {what}\n{key[3]}, high-frequency energy {hf:.3f}")
-        ax_curve.plot(np.arange(1, result.steps + 1), result.history[:, 0].numpy(), color="#c44e00")
-        ax_curve.set_xlabel("step", fontsize=8)
-        ax_curve.set_ylabel("logit" if layer == LOGITS else "mean activation", fontsize=8)
-        ax_curve.tick_params(labelsize=7)
-        ax_curve.set_title(f"objective: {result.history[0, 0]:.2f} → {result.history[-1, 0]:.2f}"
-                           if result.steps else "no step ran", fontsize=9)
-        fig.tight_layout()
-        return fig
-
-    def draw(self) -> Figure:  # the base class's entry point: one synchronous run
-        key = self.settings()
-        if key not in self._cache:
-            self._keep(key, self._optimize(key, threading.Event(), threading.Event()))
-        return self.draw_result(key, self._cache[key])
+        return figures.activation_max_figure(result.as_numpy()[0], result.history[:, 0].numpy(),
+                                             f"{model_name}: {what}", param,
+                                             float(optvis.high_frequency_energy(result.images)[0]),
+                                             logit=layer == LOGITS)

@@ -9,15 +9,17 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import evaluation as ev
-from .. import plotting
-from ..cam import normalize_maps, upsample
+from .. import figures
+from ..methods import explain
 from ..scenes import CLASSES, make_scene
 from .base import Explorer, cached_model
 
 __all__ = ["ShortcutExplorer"]
 
 OWN, ORDINARY = "its own class's", "ordinary (random)"
-EXPLAIN = ["Grad-CAM (last block)", "guided backprop", "vanilla gradient"]
+#: The methods offered, by the label shown -> the registry's name (each at its default layer).
+EXPLAIN = {"Grad-CAM (last block)": "Grad-CAM", "guided backprop": "guided backprop",
+           "vanilla gradient": "vanilla gradient"}
 
 
 class ShortcutExplorer(Explorer):
@@ -25,16 +27,18 @@ class ShortcutExplorer(Explorer):
     model's top class, and its top classes."""
 
     def __init__(self, seed: int = 31, n_scenes: int = 20):
-        self.seed = seed
-        controls = {
+        self.seed, self.n_scenes = seed, n_scenes
+        super().__init__()
+
+    def make_controls(self) -> dict[str, w.Widget]:
+        return {
             "model": w.Dropdown(options=["shortcut", "course"], value="shortcut", description="Model"),
             "shape": w.Dropdown(options=list(CLASSES), value="star", description="Shape"),
             "background": w.Dropdown(options=[OWN, *[f"{c}'s" for c in CLASSES], ORDINARY], value=OWN,
                                      description="Background"),
-            "scene": w.IntSlider(value=0, min=0, max=n_scenes - 1, description="Scene", continuous_update=False),
-            "method": w.Dropdown(options=EXPLAIN, value=EXPLAIN[0], description="Method"),
+            "scene": w.IntSlider(value=0, min=0, max=self.n_scenes - 1, description="Scene", continuous_update=False),
+            "method": w.Dropdown(options=list(EXPLAIN), value="Grad-CAM (last block)", description="Method"),
         }
-        super().__init__(controls, columns=3)
 
     def scene(self):
         shape = CLASSES.index(self.controls["shape"].value)
@@ -43,23 +47,11 @@ class ShortcutExplorer(Explorer):
         return make_scene(self.seed, self.controls["scene"].value, classes=[shape], background=background)
 
     def draw(self) -> Figure:
-        m = cached_model(self.controls["model"].value)
-        scene = self.scene()
+        m, scene, method = cached_model(self.controls["model"].value), self.scene(), self.controls["method"].value
         x = m.batch([scene.image])
         with torch.no_grad():
-            logits = m.model(x)
-        top = m.top_classes(logits, k=3)[0]
-        method = self.controls["method"].value
-        raw = ev.explain(m.model, x, method, None)[0]
-        heat = normalize_maps(upsample(raw, 64) if raw.shape[-1] != 64 else raw)
+            top = m.top_classes(m.model(x), k=3)[0]
+        raw = explain(m.model, x, EXPLAIN[method])[0]
         inside = float(ev.energy_inside(raw[None], scene.masks[:1])[0])
-        fig = Figure(figsize=(9.5, 3.2))
-        ax_in, ax_map, ax_bar = fig.subplots(1, 3, gridspec_kw=dict(width_ratios=[1, 1, 1.2]))
-        plotting.outline_masks(scene.image, scene.masks, ax=ax_in,
-                               title=f"a {scene.names[0]}, background: {self.controls['background'].value}")
-        plotting.overlay_heatmap(scene.image, heat.numpy(), ax=ax_map, alpha=0.55,
-                                 title=f"{method} for '{top[0][0]}'\n{inside:.0%} of it on the shape")
-        ax_map.contour(scene.masks[0].astype(float), levels=[0.5], colors=["white"], linewidths=1)
-        plotting.topk_bars(top, ax=ax_bar, title=f"{m.name} model: top classes", highlight=scene.names[0])
-        fig.tight_layout()
-        return fig
+        return figures.shortcut_figure(scene.image, scene.masks, raw, top, scene.names[0],
+                                       self.controls["background"].value, method, m.name, inside)

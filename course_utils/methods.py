@@ -1,0 +1,155 @@
+"""Every explanation method of the course in one registry, :data:`METHODS`.
+
+    >>> ex = Explainer(model, x)                     # nothing runs yet
+    >>> ex("Grad-CAM", 3, "features.relu4")          # (N, h, w): the forward pass runs once, here, and is kept
+    >>> ex("CAM", 3)                                 # from the kept pass: no pass of its own
+    >>> ex("guided backprop", 3)                     # (N, C, H, W): kept too, and reused by Guided Grad-CAM
+    >>> explain(model, x, "SmoothGrad", samples=8)   # one importance map per image (lesson 09)
+
+Each :class:`Method` says what it needs (a layer or not, the kept forward pass or
+passes of its own) and what it gives: ``"gradient"``, shaped like the input
+(N, C, H, W), or ``"map"``, one map per image at a layer (N, h, w). Evaluation,
+the explorers, the compare dashboard and the benchmark iterate over the registry;
+the names shown on screen belong to them. Adding a method is one entry here and
+its function.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .cam import GradCAM, guided_product
+from .hooks import layer_names
+from .targets import class_list
+from .models import record_for
+from .saliency import input_gradient, smoothgrad
+
+__all__ = ["METHODS", "Explainer", "Method", "explain", "method_layer"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One explanation method: ``compute(explainer, target, layer, **options)`` gives its raw output."""
+
+    compute: Callable[..., torch.Tensor]
+    output: str  # "gradient": (N, C, H, W) at the input; "map": (N, h, w) at the layer
+    layer: str | None = None  # the record's attribute naming its default layer; None: it explains the input
+    kept: bool = False  # read from the Explainer's kept forward pass: no forward pass of its own
+    paper: str = ""
+
+
+class Explainer:
+    """One model and one batch ``x``: the raw output of any method in :data:`METHODS`.
+
+    What methods share is computed once and kept: one forward pass holding
+    ``layers`` (default: every block of the model's record), from which CAM and
+    Grad-CAM are read at any of those layers, and each input gradient per ReLU
+    rule and target. Give a new ``Explainer`` for a new image batch. The model is
+    handed back unchanged after every call.
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, layers=None):
+        self.model, self.x = model, x
+        self.layers = list(record_for(model).blocks) if layers is None else layer_names(model, layers)
+        self.logits: torch.Tensor | None = None  # (N, C) on the CPU, from the first pass that ran
+        self._kept: GradCAM | None = None
+        self._gradients: dict = {}
+
+    @property
+    def kept(self) -> GradCAM:
+        """The kept forward pass over ``layers`` (run on first use)."""
+        if self._kept is None:
+            self._kept = GradCAM(self.model, self.x, self.layers)
+            self.logits = self._kept.logits if self.logits is None else self.logits
+        return self._kept
+
+    def gradient(self, rule: str, target=None) -> torch.Tensor:
+        """d score / d input with the ReLUs' ``rule``, kept per rule and per image's class
+        (``None`` is each image's top class; a function of the logits is not kept)."""
+        key = self._key(rule, target)
+        if key not in self._gradients:
+            logits, grad = input_gradient(self.model, self.x, target, rule)
+            self.logits = logits.cpu() if self.logits is None else self.logits
+            key = self._key(rule, target)
+            if key is None:
+                return grad
+            self._gradients[key] = grad
+        return self._gradients[key]
+
+    def _key(self, rule: str, target) -> tuple | None:
+        if callable(target) or (target is None and self.logits is None):
+            return None
+        classes = self.logits.argmax(dim=1).tolist() if target is None else class_list(target, len(self.x), None)
+        return rule, tuple(classes)
+
+    def __call__(self, method: str, target=None, layer=None, **options) -> torch.Tensor:
+        """The raw output of ``method`` for ``target`` (class index, list, None = top class)
+        at ``layer`` (by default the record's for this method)."""
+        compute = _method(method).compute
+        params = inspect.signature(compute).parameters
+        unknown = sorted(set(options) - set(params))
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise TypeError(f"{method} takes no option {', '.join(unknown)}")
+        return compute(self, target, method_layer(self.model, method, layer), **options)
+
+
+def method_layer(model: nn.Module, method: str, layer=None) -> str | None:
+    """The layer ``method`` looks at: ``layer`` (a name or module), or the model record's
+    default for it; None for a method that explains the input."""
+    m = _method(method)
+    if m.layer is None:
+        if layer is not None:
+            raise ValueError(f"{method} explains the input, at no layer; leave layer out")
+        return None
+    if layer is not None:
+        return layer_names(model, layer)[0]
+    record = record_for(model)
+    if getattr(record, m.layer) is None:
+        raise ValueError(f"{method} does not apply to {record.name}: {record.about}")
+    return getattr(record, m.layer)
+
+
+def _grad_cam(e: Explainer, target, layer, *, rule: str = "plain", counterfactual: bool = False, relu: bool = True):
+    kept = e.kept if rule == "plain" else GradCAM(e.model, e.x, layer, rule=rule)  # other rules: a pass of their own
+    return kept.map(target, layer, counterfactual=counterfactual, relu=relu).maps
+
+
+#: The methods of lessons 04–07, by name.
+METHODS: dict[str, Method] = {
+    "vanilla gradient": Method(lambda e, t, _: e.gradient("plain", t), "gradient",
+                               paper="Simonyan et al. 2014"),
+    "guided backprop": Method(lambda e, t, _: e.gradient("guided", t), "gradient",
+                              paper="Springenberg et al. 2015"),
+    "deconvnet": Method(lambda e, t, _: e.gradient("deconvnet", t), "gradient",
+                        paper="Zeiler & Fergus 2014"),
+    "SmoothGrad": Method(lambda e, t, _, **o: smoothgrad(e.model, e.x, t, **o), "gradient",
+                         paper="Smilkov et al. 2017"),
+    "CAM": Method(lambda e, t, layer: e.kept.cam(t, layer).maps, "map", "cam_layer", kept=True,
+                  paper="Zhou et al. 2016"),
+    "Grad-CAM": Method(_grad_cam, "map", "gradcam_layer", kept=True, paper="Selvaraju et al. 2017"),
+    "Guided Grad-CAM": Method(lambda e, t, layer: guided_product(e.gradient("guided", t), _grad_cam(e, t, layer)),
+                              "gradient", "gradcam_layer", paper="Selvaraju et al. 2017"),
+}
+
+
+def _method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {list(METHODS)}")
+    return METHODS[name]
+
+
+def explain(model: nn.Module, x: torch.Tensor, method: str, target=None, *, layer=None, **options) -> torch.Tensor:
+    """One importance map per image, (N, h, w), larger = more important, raw (not
+    normalized): for the gradient methods (and Guided Grad-CAM) the largest |gradient|
+    over the colour channels at each pixel; for CAM and Grad-CAM the map at its
+    layer's resolution (``layer``: by default the model record's). ``target``: class
+    index, list, or None (each image's top class); ``options`` go to the method
+    (SmoothGrad's ``samples``, Grad-CAM's ``rule``, ...)."""
+    where = method_layer(model, method, layer)
+    out = Explainer(model, x, [] if where is None else [where])(method, target, where, **options)
+    return out.abs().amax(dim=1).cpu() if METHODS[method].output == "gradient" else out.cpu()
