@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from .models import MODEL_NAMES, MODELS, WeightsNotAvailableError, available_models, weights_path
+from .models import MODELS, WeightsNotAvailableError, available_models, model_names, weights_path
 
 
 def _fetch(url: str, dest: Path, timeout: float) -> None:
@@ -47,7 +47,7 @@ def download_weights(names: Sequence[str] | None = None, *, timeout: float = 30.
     ``names`` defaults to every ImageNet model. Raises
     :class:`WeightsNotAvailableError` if a download fails (offline, say).
     """
-    names = [n for n in MODEL_NAMES if not MODELS[n].shipped] if names is None else names
+    names = [n for n in model_names() if not MODELS[n].shipped] if names is None else names
     done = {}
     for name in names:
         path = weights_path(name)
@@ -68,7 +68,7 @@ def download_weights(names: Sequence[str] | None = None, *, timeout: float = 30.
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    imagenet = [n for n in MODEL_NAMES if not MODELS[n].shipped]
+    imagenet = [n for n in model_names() if not MODELS[n].shipped]
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to fetch: {', '.join(imagenet)} (default: all)")
     parser.add_argument("--list", action="store_true", help="only say which weights are here")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .cam import GradCAM, guided_product
+from .cam import GradCAM, cam, guided_product
 from .hooks import layer_names
 from .targets import class_list
 from .models import record_for
@@ -39,7 +39,7 @@ class Method:
     compute: Callable[..., torch.Tensor]
     output: str  # "gradient": (N, C, H, W) at the input; "map": (N, h, w) at the layer
     layer: str | None = None  # the record's attribute naming its default layer; None: it explains the input
-    kept: bool = False  # read from the Explainer's kept forward pass: no forward pass of its own
+    kept: bool = False  # read from the Explainer's kept forward pass (when there is one): no pass of its own
     paper: str = ""
 
 
@@ -114,6 +114,12 @@ def method_layer(model: nn.Module, method: str, layer=None) -> str | None:
     return getattr(record, m.layer)
 
 
+def _cam(e: Explainer, target, layer):
+    if e._kept is None:  # no kept pass yet: CAM needs no graph, so a plain forward pass is cheaper
+        return cam(e.model, e.x, target, layer).maps
+    return e.kept.cam(target, layer).maps
+
+
 def _grad_cam(e: Explainer, target, layer, *, rule: str = "plain", counterfactual: bool = False, relu: bool = True):
     kept = e.kept if rule == "plain" else GradCAM(e.model, e.x, layer, rule=rule)  # other rules: a pass of their own
     return kept.map(target, layer, counterfactual=counterfactual, relu=relu).maps
@@ -129,7 +135,7 @@ METHODS: dict[str, Method] = {
                         paper="Zeiler & Fergus 2014"),
     "SmoothGrad": Method(lambda e, t, _, **o: smoothgrad(e.model, e.x, t, **o), "gradient",
                          paper="Smilkov et al. 2017"),
-    "CAM": Method(lambda e, t, layer: e.kept.cam(t, layer).maps, "map", "cam_layer", kept=True,
+    "CAM": Method(_cam, "map", "cam_layer", kept=True,
                   paper="Zhou et al. 2016"),
     "Grad-CAM": Method(_grad_cam, "map", "gradcam_layer", kept=True, paper="Selvaraju et al. 2017"),
     "Guided Grad-CAM": Method(lambda e, t, layer: guided_product(e.gradient("guided", t), _grad_cam(e, t, layer)),

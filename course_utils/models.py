@@ -38,8 +38,8 @@ from torch import nn
 from . import coursenet
 from .hooks import model_guard
 
-__all__ = ["MODELS", "MODEL_NAMES", "LoadedModel", "ModelRecord", "WeightsNotAvailableError", "available_models",
-           "load_model", "record_for", "weights_path"]
+__all__ = ["MODELS", "LoadedModel", "ModelRecord", "WeightsNotAvailableError", "available_models",
+           "load_model", "model_names", "record_for", "weights_path"]
 
 #: The shipped checkpoints are package data: they install with the course, editable or not.
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -60,7 +60,7 @@ class ModelRecord:
     blocks: tuple[str, ...]  # each block's output, early to late: where feature maps and Grad-CAM look
     cam_layer: str | None = None  # the maps that feed ``fc`` through global average pooling; None: CAM does not apply
     fc: str | None = None  # the final linear layer CAM takes its weights from
-    offered: bool = True  # listed by MODEL_NAMES and offered by the explorers
+    offered: bool = True  # listed by model_names() and offered by the explorers
     about: str = ""
 
     @property
@@ -101,8 +101,9 @@ MODELS: dict[str, ModelRecord] = {r.name: r for r in [
                 about="fully connected layers after the last block: CAM does not apply"),
 ]}
 
-#: The models :func:`load_model` offers by default and the explorers list.
-MODEL_NAMES = tuple(name for name, r in MODELS.items() if r.offered)
+def model_names() -> list[str]:
+    """The models the course offers (the explorers list them): every record but those loaded by name only."""
+    return [name for name, r in MODELS.items() if r.offered]
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -124,9 +125,9 @@ def record_for(model: nn.Module) -> ModelRecord:
 def _check_name(name: str) -> ModelRecord:
     if name in MODELS:
         return MODELS[name]
-    close = difflib.get_close_matches(str(name), MODEL_NAMES, n=2, cutoff=0.4)
+    close = difflib.get_close_matches(str(name), model_names(), n=2, cutoff=0.4)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown model {name!r}.{hint} The models are: {', '.join(MODEL_NAMES)}.")
+    raise ValueError(f"unknown model {name!r}.{hint} The models are: {', '.join(model_names())}.")
 
 
 def weights_path(name: str) -> Path:
@@ -146,7 +147,7 @@ def available_models() -> dict[str, bool]:
     reads the 100-500 MB ImageNet files): a damaged file is listed as available here,
     and :func:`load_model` reports what is wrong with it.
     """
-    return {name: weights_path(name).is_file() for name in MODEL_NAMES}
+    return {name: weights_path(name).is_file() for name in model_names()}
 
 
 def _to_uint8_tensor(image) -> torch.Tensor:

@@ -14,7 +14,6 @@ import torchvision
 
 from course_utils import coursenet, download, models
 from course_utils.models import (
-    MODEL_NAMES,
     WeightsNotAvailableError,
     available_models,
     load_model,
@@ -168,7 +167,7 @@ def test_download_command_lists_what_is_here(imagenet_cache, no_network, capsys)
 
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert all(f"{n:10s} ready" in out for n in MODEL_NAMES)
+    assert all(f"{n:10s} ready" in out for n in models.model_names())
 
 
 def test_the_shortcut_model_learned_the_background():
@@ -484,8 +483,8 @@ def test_records_of_one_architecture_agree_on_the_default_layers():
     for r in models.MODELS.values():
         by_arch.setdefault(r.architecture, set()).add((r.cam_layer, r.fc, r.gradcam_layer))
     assert all(len(defaults) == 1 for defaults in by_arch.values()), by_arch
-    assert "shortcut" in models.MODELS and "shortcut" not in models.MODEL_NAMES  # loaded by name, never offered
-    assert [n for n in models.MODEL_NAMES if models.MODELS[n].shipped] == ["course"]
+    assert "shortcut" in models.MODELS and "shortcut" not in models.model_names()  # loaded by name, never offered
+    assert [n for n in models.model_names() if models.MODELS[n].shipped] == ["course"]
 
 
 @pytest.mark.parametrize("name", [n for n, r in models.MODELS.items() if not r.shipped])

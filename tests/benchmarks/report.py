@@ -50,10 +50,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils import cam, features, optvis, saliency, widgets
+from course_utils import cam, features, optvis, widgets
 from course_utils.hooks import get_layer
 from course_utils.images import sample_photo
-from course_utils.models import _imagenet_specs, load_model
+from course_utils.methods import METHODS as REGISTRY
+from course_utils.methods import Explainer
+from course_utils.models import MODELS, load_model
 from course_utils.scenes import make_scenes
 
 # --- what is measured ----------------------------------------------------------------------
@@ -70,8 +72,11 @@ GRADCAM = "Grad-CAM (last block)"
 SWITCH = "Grad-CAM class switch (kept forward)"
 GUIDED_GC = "Guided Grad-CAM"
 OPTVIS = "activation max., per step"
-#: The rows of every model's table, in order.
-METHODS = [FORWARD, FLOOR, FEATURES, VANILLA, GUIDED, DECONV, SMOOTH, CAM, GRADCAM, SWITCH, GUIDED_GC, OPTVIS]
+#: The registry's methods (course_utils.methods.METHODS), by the label of their row.
+REGISTRY_ROWS = {{"SmoothGrad": SMOOTH, "Grad-CAM": GRADCAM}.get(name, name): name for name in REGISTRY}
+#: The rows of every model's table, in order: the forward pass and the autograd floor, the
+#: feature maps, every method of the registry, the class switch, activation maximization.
+METHODS = [FORWARD, FLOOR, FEATURES, *REGISTRY_ROWS, SWITCH, OPTVIS]
 
 OURS = "ours"
 #: Peer column -> (module imported, distribution whose version is shown).
@@ -93,16 +98,16 @@ class ModelSpec:
     """How a model is built and where each method looks."""
 
     size: int
-    last: str  # Grad-CAM's layer: the last block (cam.BLOCK_LAYERS)
+    last: str  # Grad-CAM's layer: the last block (the model record's gradcam_layer)
     middle: str  # feature maps and activation maximization
     cam_layer: str | None  # None: CAM does not apply (no global average pooling + one linear layer)
     other: int  # a second class, for the class switch
 
 
 MODEL_SPECS = {
-    "course": ModelSpec(64, cam.BLOCK_LAYERS["course"][-1], "features.relu3", "features.relu5", other=3),
-    "resnet50": ModelSpec(224, cam.BLOCK_LAYERS["resnet50"][-1], "layer3", "layer4", other=285),
-    "vgg16": ModelSpec(224, cam.BLOCK_LAYERS["vgg16"][-1], "features.15", None, other=285),
+    name: ModelSpec(MODELS[name].input_size, MODELS[name].gradcam_layer, middle, MODELS[name].cam_layer, other=other)
+    for name, middle, other in [("course", "features.relu3", 3), ("resnet50", "layer3", 285),
+                                ("vgg16", "features.15", 285)]
 }
 CHANNEL = 11  # the unit activation maximization raises
 IMAGENET_CLASS = 281  # "tabby cat": the class explained on ImageNet models
@@ -263,11 +268,11 @@ def build_bench(name: str) -> Bench:
         loaded = load_model("course")
         scene = make_scenes(1, seed=0)[0]
         return Bench(name, spec, loaded.model, loaded.batch([scene.image]), scene.label, loaded.mean, loaded.std)
-    imagenet = _imagenet_specs()[name]  # the architecture and preprocessing load_model uses
+    record = MODELS[name]  # the architecture and preprocessing load_model uses
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = imagenet.builder(weights=None).eval()
-    tf = imagenet.weights.transforms()  # the preprocessing only: nothing is downloaded
+        model = record.build().eval()
+    tf = record.tv_weights.transforms()  # the preprocessing only: nothing is downloaded
     photo = torch.from_numpy(np.ascontiguousarray(sample_photo("cat"))).permute(2, 0, 1)
     return Bench(name, spec, model, tf(photo).unsqueeze(0), IMAGENET_CLASS, tuple(tf.mean), tuple(tf.std))
 
@@ -300,20 +305,14 @@ def _ours(method: str, b: Bench, s: Settings) -> Timed:
         return Timed(floor)
     if method == FEATURES:
         return Timed(lambda _: features.feature_maps(m, x, spec.middle))
-    if method in (VANILLA, GUIDED, DECONV):
-        fn = {VANILLA: saliency.vanilla_gradient, GUIDED: saliency.guided_backprop, DECONV: saliency.deconvnet}[method]
-        return Timed(lambda _: fn(m, x, c))
-    if method == SMOOTH:
-        n = s.smoothgrad_samples
-        return Timed(lambda _: saliency.smoothgrad(m, x, c, samples=n, batch_size=n, progress=False), per=n)
-    if method == CAM:
-        return Timed(lambda _: cam.cam(m, x, c, layer=spec.cam_layer))
-    if method == GRADCAM:
-        return Timed(lambda _: cam.grad_cam(m, x, c, layer=spec.last))
+    if method in REGISTRY_ROWS:  # each from scratch: a new Explainer, holding the one layer it needs
+        name = REGISTRY_ROWS[method]
+        layer = {"cam_layer": spec.cam_layer, "gradcam_layer": spec.last, None: None}[REGISTRY[name].layer]
+        n = s.smoothgrad_samples if method == SMOOTH else 1
+        options = {"samples": n, "batch_size": n, "progress": False} if method == SMOOTH else {}
+        return Timed(lambda _: Explainer(m, x, [layer] if layer else [])(name, c, layer, **options), per=n)
     if method == SWITCH:
         return Timed(lambda g: g.map(spec.other), setup=lambda: cam.GradCAM(m, x, spec.last))
-    if method == GUIDED_GC:
-        return Timed(lambda _: cam.guided_grad_cam(m, x, c, layer=spec.last))
     if method == OPTVIS:
         n, size = s.optvis_steps, spec.size
 
