@@ -14,18 +14,13 @@ import torch
 __all__ = ["verdict", "compare", "check_preprocessing", "check_softmax"]
 
 
-def _as_array(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def verdict(name: str, yours, expected, atol: float = 1e-5) -> tuple[bool, str]:
     """``(passed, message)`` for your answer against the expected one."""
     if yours is None:
         return False, f"… {name}: not answered yet (replace the None)"
     try:
-        a, b = _as_array(yours), _as_array(expected)
+        a, b = (v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=np.float64)
+                for v in (yours, expected))
     except (TypeError, ValueError) as exc:
         return False, f"✗ {name}: cannot read your answer as numbers ({exc})"
     if a.shape != b.shape:

@@ -42,32 +42,30 @@ __all__ = [
 ]
 
 
-def _maps(maps) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).detach().float().cpu()
-    if m.ndim == 2:
-        m = m[None]
-    if m.ndim != 3:
-        raise ValueError(f"maps have shape (N, h, w) or (h, w), got {tuple(m.shape)}")
-    return m
+def _stack(a, masks: bool = False) -> torch.Tensor:
+    """Maps (float) or masks (bool) as an (N, h, w) tensor on the CPU; one (h, w) map becomes N = 1."""
+    t = torch.as_tensor(a if isinstance(a, torch.Tensor) else np.asarray(a)).detach()
+    t = (t.bool() if masks else t.float()).cpu()
+    t = t[None] if t.ndim == 2 else t
+    if t.ndim != 3:
+        hw = "H, W" if masks else "h, w"
+        raise ValueError(f"{'masks' if masks else 'maps'} have shape (N, {hw}) or ({hw}), got {tuple(t.shape)}")
+    return t
 
 
-def _masks(masks) -> torch.Tensor:
-    k = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).bool().cpu()
-    if k.ndim == 2:
-        k = k[None]
-    if k.ndim != 3:
-        raise ValueError(f"masks have shape (N, H, W) or (H, W), got {tuple(k.shape)}")
-    return k
+def _resized(m: torch.Tensor, size) -> torch.Tensor:
+    """(N, h, w) maps resized (bilinear) to ``size``; as they are if they have that size already."""
+    if m.shape[1:] == tuple(size):
+        return m
+    return F.interpolate(m[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
 
 
 def to_mask_size(maps, masks) -> tuple[torch.Tensor, torch.Tensor]:
     """Maps resized (bilinear) to the masks' height and width; both as tensors."""
-    m, k = _maps(maps), _masks(masks)
+    m, k = _stack(maps), _stack(masks, masks=True)
     if m.shape[0] != k.shape[0]:
         raise ValueError(f"{m.shape[0]} maps but {k.shape[0]} masks")
-    if m.shape[1:] != k.shape[1:]:
-        m = F.interpolate(m[:, None], size=tuple(k.shape[1:]), mode="bilinear", align_corners=False)[:, 0]
-    return m, k
+    return _resized(m, k.shape[1:]), k
 
 
 def pointing_game(maps, masks, tolerance: int = 0) -> torch.Tensor:
@@ -93,25 +91,17 @@ def energy_inside(maps, masks) -> torch.Tensor:
     pos = m.clamp(min=0).flatten(1)
     total = pos.sum(1)
     inside = (pos * k.flatten(1)).sum(1)
-    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
-                       torch.zeros_like(total))
+    return torch.where(total > 0, inside / total, 0.0)  # 0 / 0 gives NaN, never returned
 
 
 # --- faithfulness -----------------------------------------------------------------------------
-
-
-def _order(maps: torch.Tensor, size) -> torch.Tensor:
-    """Pixel indices from most to least important (ties broken by position)."""
-    m = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0] \
-        if maps.shape[1:] != tuple(size) else maps
-    return torch.argsort(m.flatten(1), dim=1, descending=True, stable=True)
 
 
 def _curve(model: nn.Module, x: torch.Tensor, maps, target, steps: int, baseline, insert: bool,
            batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError("x is a batch of preprocessed images (N, C, H, W)")
-    m = _maps(maps)
+    m = _stack(maps)
     if m.shape[0] != x.shape[0]:
         raise ValueError(f"{m.shape[0]} maps for {x.shape[0]} images")
     if steps < 1:
@@ -119,7 +109,8 @@ def _curve(model: nn.Module, x: torch.Tensor, maps, target, steps: int, baseline
     n, c, h, w = x.shape
     base = torch.zeros_like(x) if baseline is None else (baseline(x) if callable(baseline) else
                                                          torch.as_tensor(baseline, dtype=x.dtype).expand_as(x))
-    order = _order(m, (h, w)).to(x.device)
+    # each pixel's rank, from the most important (0) to the least; ties broken by position
+    rank = torch.argsort(torch.argsort(_resized(m, (h, w)).flatten(1), dim=1, descending=True, stable=True), dim=1)
     fractions = torch.linspace(0, 1, steps + 1)
     counts = (fractions * h * w).round().long()
     scores = torch.empty(n, steps + 1)
@@ -130,13 +121,8 @@ def _curve(model: nn.Module, x: torch.Tensor, maps, target, steps: int, baseline
         logits = model(x)
         classes = logits.argmax(1).tolist() if target is None else class_list(target, *logits.shape)
         for i, cls in enumerate(classes):
-            frames = []
-            for k in counts.tolist():
-                keep = torch.zeros(h * w, dtype=torch.bool, device=x.device)
-                keep[order[i, :k]] = True  # the k most important pixels
-                keep = keep.view(1, h, w)
-                frames.append(torch.where(keep, x[i], base[i]) if insert else torch.where(keep, base[i], x[i]))
-            frames = torch.stack(frames)
+            keep = (rank[i] < counts[:, None]).view(-1, 1, h, w).to(x.device)  # each step's k most important pixels
+            frames = torch.where(keep, x[i], base[i]) if insert else torch.where(keep, base[i], x[i])
             probs = torch.cat([model(frames[j:j + batch_size]).softmax(1)[:, cls]
                                for j in range(0, len(frames), batch_size)])
             scores[i] = probs.cpu()
@@ -218,15 +204,8 @@ def ssim(a, b, window: int = 7, sigma: float = 1.5) -> float:
 # --- the model-randomization test ---------------------------------------------------------------
 
 
+_RESETTABLE = (nn.Linear, nn.modules.conv._ConvNd)
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # their reset draws nothing
-
-
-def _check_resettable(model: nn.Module, name: str) -> None:
-    for sub_name, m in get_layer(model, name).named_modules(prefix=name):
-        has_weights = any(True for _ in m.parameters(recurse=False))
-        if has_weights and not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, *_NORMS)):
-            raise TypeError(f"cascading_randomization re-initialises linear, convolution and normalisation "
-                            f"layers only; {sub_name!r} is an nn.{type(m).__name__}")
 
 
 def _reset(module: nn.Module, generator: torch.Generator) -> None:
@@ -234,7 +213,7 @@ def _reset(module: nn.Module, generator: torch.Generator) -> None:
     drawing from ``generator``: the same numbers as ``torch.manual_seed(seed)`` followed
     by ``reset_parameters()``, without touching the global random state."""
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+        if isinstance(m, _RESETTABLE):
             nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
             if m.bias is not None:
                 fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
@@ -257,8 +236,11 @@ def cascading_randomization(model: nn.Module, layers: Sequence[str], seed: int =
     ``torch.manual_seed(seed)`` and each layer's ``reset_parameters()`` in turn give.
     Linear, convolution and normalisation layers (and blocks made of them) can be reset."""
     names = list(layers)
-    for name in names:
-        _check_resettable(model, name)  # unknown or unsupported layers fail before anything is copied
+    for name in names:  # unknown or unsupported layers fail before anything is copied
+        for sub_name, m in get_layer(model, name).named_modules(prefix=name):
+            if any(True for _ in m.parameters(recurse=False)) and not isinstance(m, (*_RESETTABLE, *_NORMS)):
+                raise TypeError(f"cascading_randomization re-initialises linear, convolution and normalisation "
+                                f"layers only; {sub_name!r} is an nn.{type(m).__name__}")
     twin = copy.deepcopy(model).eval()
     generator = torch.Generator().manual_seed(seed)
     for name in names:

@@ -55,8 +55,6 @@ __all__ = [
     "standardize_recipe",
 ]
 
-_SPATIAL = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)
-
 
 # --- capturing ------------------------------------------------------------------
 
@@ -81,7 +79,8 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: str | Sequence[str])
 def feature_layers(model: nn.Module) -> list[str]:
     """Names of the layers whose outputs are spatial maps worth looking at:
     convolutions, ReLUs and (non-adaptive) pooling layers, in definition order."""
-    return [name for name, m in model.named_modules() if name and isinstance(m, _SPATIAL)]
+    spatial = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)
+    return [name for name, m in model.named_modules() if name and isinstance(m, spatial)]
 
 
 def layer_shapes(model: nn.Module, x: torch.Tensor, depth: int | None = None) -> list[tuple[str, str, tuple]]:
@@ -94,11 +93,8 @@ def layer_shapes(model: nn.Module, x: torch.Tensor, depth: int | None = None) ->
     """
     if depth is not None and depth < 1:
         raise ValueError(f"depth counts the parts of a dotted name, so it is at least 1; got {depth}")
-    modules = [(n, m) for n, m in model.named_modules() if n]
-    if depth is None:
-        chosen = [(n, m) for n, m in modules if not any(True for _ in m.children())]
-    else:
-        chosen = [(n, m) for n, m in modules if n.count(".") < depth]
+    chosen = [(n, m) for n, m in model.named_modules()
+              if n and (not any(True for _ in m.children()) if depth is None else n.count(".") < depth)]
     acts = feature_maps(model, x, [n for n, _ in chosen])
     return [(n, type(m).__name__, tuple(acts[n].shape)) for n, m in chosen]
 
@@ -133,9 +129,7 @@ def minmax_shared(maps) -> np.ndarray:
     """One min-max over every value together: channels keep their relative
     strength; float32 in 0..1. All-constant input becomes 0."""
     a = _as_float64(maps)
-    lo, span = a.min(), a.max() - a.min()
-    out = (a - lo) / span if span > 0 else np.zeros_like(a)
-    return out.astype(np.float32)
+    return minmax_per_channel(a.reshape(-1, 1)).reshape(a.shape)
 
 
 def standardize_recipe(maps, scale: float = 64.0) -> np.ndarray:

@@ -6,12 +6,12 @@ Pure computation: nothing here draws. The display convention throughout is
 white in a diverging colour map), and the scale is the largest absolute weight —
 either one number for the whole layer (``per_filter=False``, the default, so
 filters can be compared) or one per output filter (``per_filter=True``, so weak
-filters become readable).
+filters become readable)::
 
-    >>> w = conv_weight(model, "features.conv1")      # (out, in, kh, kw)
-    >>> tiles = rgb_tiles(w)                           # (out, kh, kw, 3) in [0, 1]
-    >>> print(stats_table(layer_stats(model)))
-    >>> twin = random_twin(model, seed=0)              # same architecture, fresh init
+    w = conv_weight(model, "features.conv1")      # (out, in, kh, kw)
+    tiles = rgb_tiles(w)                           # (out, kh, kw, 3) in [0, 1]
+    print(stats_table(layer_stats(model)))
+    twin = random_twin(model, seed=0)              # same architecture, fresh init
 """
 
 from __future__ import annotations
@@ -101,12 +101,9 @@ def rgb_tiles(weight, per_filter: bool = False, scale: float | None = None) -> n
             f"RGB tiles need filters with 3 input channels (red, green, blue); these have {w.shape[1]}. "
             "Deeper layers are shown one input channel at a time (plotting.draw_kernels)."
         )
-    if scale is not None:
-        if not scale > 0:
-            raise ValueError(f"a display scale is a positive number, got {scale}")
-        unit = (w / float(scale)).clamp(-1, 1)
-    else:
-        unit = scaled(w, per_filter)
+    if scale is not None and not scale > 0:
+        raise ValueError(f"a display scale is a positive number, got {scale}")
+    unit = scaled(w, per_filter) if scale is None else (w / float(scale)).clamp(-1, 1)
     return (0.5 + 0.5 * unit).permute(0, 2, 3, 1).numpy()
 
 
@@ -178,11 +175,8 @@ def layer_stats(model: nn.Module, layers: list[str] | None = None, near_zero: fl
     plus its ``shape``."""
     if layers is None:
         layers = [n for n in list_layers(model, "conv") if isinstance(get_layer(model, n), nn.Conv2d)]
-    out = {}
-    for name in layers:
-        w = conv_weight(model, name)
-        out[name] = {"shape": tuple(w.shape), **weight_stats(w, near_zero)}
-    return out
+    weights = {name: conv_weight(model, name) for name in layers}
+    return {name: {"shape": tuple(w.shape), **weight_stats(w, near_zero)} for name, w in weights.items()}
 
 
 def stats_table(stats: dict[str, dict], digits: int = 3) -> str:
@@ -195,9 +189,8 @@ def stats_table(stats: dict[str, dict], digits: int = 3) -> str:
         rows.append([name, "×".join(map(str, s["shape"])), f"{s['n_weights']:,}",
                      *[f"{round(v, digits) + 0.0:.{digits}f}" for v in nums]])
     widths = [max(len(r[k]) for r in rows) for k in range(len(head))]
-    lines = ["  ".join(c.ljust(wd) if k < 2 else c.rjust(wd) for k, (c, wd) in enumerate(zip(r, widths)))
-             for r in rows]
-    return "\n".join(lines)
+    return "\n".join("  ".join(c.ljust(wd) if k < 2 else c.rjust(wd) for k, (c, wd) in enumerate(zip(r, widths)))
+                     for r in rows)
 
 
 def random_twin(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -22,9 +22,6 @@ __all__ = ["CLASSES", "SIGNATURES", "Scene", "SceneSet", "make_scene", "make_sce
 #: The shape classes, in the order of the course model's outputs.
 CLASSES = ("circle", "square", "triangle", "star", "cross", "hexagon")
 
-_SUPERSAMPLE = 4  # shapes are drawn 4x larger, then averaged down (smooth edges)
-
-
 @dataclass(frozen=True)
 class Scene:
     """One image with the class of each object and a boolean mask per object."""
@@ -70,10 +67,7 @@ def _regular(n: int, radius: float, phase: float = 0.0) -> np.ndarray:
 
 
 def _outline(name: str, r: float) -> np.ndarray | None:
-    """Vertices (x, y) around the origin for a shape of outer radius ``r``.
-
-    Returns None for the circle, which is drawn as an ellipse.
-    """
+    """Vertices (x, y) around the origin for a shape of outer radius ``r``; None for the circle (an ellipse)."""
     if name == "circle":
         return None
     if name == "square":
@@ -97,7 +91,7 @@ def _outline(name: str, r: float) -> np.ndarray | None:
 
 def _coverage(name: str, cx: float, cy: float, r: float, angle: float, size: int) -> np.ndarray:
     """Fraction of each pixel covered by the shape, (size, size) float in [0, 1]."""
-    s = _SUPERSAMPLE
+    s = 4  # shapes are drawn 4x larger, then averaged down (smooth edges)
     canvas = Image.new("L", (size * s, size * s), 0)
     draw = ImageDraw.Draw(canvas)
     verts = _outline(name, r * s)
@@ -148,47 +142,7 @@ SIGNATURES = (
 )
 
 
-def _signature_background(rng: np.random.Generator, size: int, which: int, shade_rng: np.random.Generator):
-    """A background in class ``which``'s signature colours, with a random texture. It
-    takes as many numbers from ``rng`` as an ordinary background (its own shade comes
-    from ``shade_rng``), so the objects drawn next are placed the same on any background."""
-    img = _background(rng, size)
-    c0, c1 = (np.array(c, np.float32) for c in SIGNATURES[which])
-    jitter = shade_rng.uniform(-0.05, 0.05, size=3).astype(np.float32)
-    # keep the random texture (deviation from its mean), recolour it with the signature
-    texture = img - img.mean(axis=(0, 1), keepdims=True)
-    yy = np.mgrid[0:size, 0:size][0].astype(np.float32)[..., None] / size
-    return c0 + (c1 - c0) * yy + jitter + 0.5 * texture
-
-
-def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """A colour that stands out from the background's mean colour."""
-    mean = background.reshape(-1, 3).mean(axis=0)
-    while True:
-        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
-        if np.linalg.norm(colour - mean) > 0.45:
-            return colour
-
-
 # --- scenes ---------------------------------------------------------------------
-
-
-def _check_classes(classes) -> tuple[int, ...]:
-    if classes is None:
-        return ()
-    out = []
-    for c in classes:
-        if isinstance(c, str):
-            if c not in CLASSES:
-                raise ValueError(f"unknown shape {c!r}; the shapes are {CLASSES}")
-            c = CLASSES.index(c)
-        c = int(c)
-        if not 0 <= c < len(CLASSES):
-            raise ValueError(f"class index {c} is out of range 0..{len(CLASSES) - 1}")
-        out.append(c)
-    if len(set(out)) != len(out):
-        raise ValueError(f"the objects of one scene must be of different classes, got {classes}")
-    return tuple(out)
 
 
 def make_scene(
@@ -218,19 +172,36 @@ def make_scene(
         raise ValueError(f"size must be a multiple of 8 and at least 32, got {size}")
     if n_objects not in (1, 2):
         raise ValueError(f"n_objects must be 1 or 2, got {n_objects}")
-    chosen = _check_classes(classes)
+    chosen = []
+    for c in () if classes is None else classes:
+        if isinstance(c, str):
+            if c not in CLASSES:
+                raise ValueError(f"unknown shape {c!r}; the shapes are {CLASSES}")
+            c = CLASSES.index(c)
+        c = int(c)
+        if not 0 <= c < len(CLASSES):
+            raise ValueError(f"class index {c} is out of range 0..{len(CLASSES) - 1}")
+        chosen.append(c)
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"the objects of one scene must be of different classes, got {classes}")
     if chosen and len(chosen) != n_objects:
         raise ValueError(f"{n_objects} object(s) but {len(chosen)} class(es) given: {classes}")
 
     rng = np.random.default_rng([int(seed), int(index), n_objects, size])
-    labels = chosen or tuple(int(c) for c in rng.choice(len(CLASSES), n_objects, replace=False))
+    labels = tuple(chosen) or tuple(int(c) for c in rng.choice(len(CLASSES), n_objects, replace=False))
     if background is None:
         img = _background(rng, size)
     else:
         if not (isinstance(background, (int, np.integer)) and 0 <= background < len(CLASSES)):
             raise ValueError(f"background is None or a class index 0..{len(CLASSES) - 1}, got {background!r}")
-        shade_rng = np.random.default_rng([int(seed), int(index), n_objects, size, 1])
-        img = _signature_background(rng, size, int(background), shade_rng)
+        # The signature's colours with a random texture. The texture takes as many numbers from ``rng`` as an
+        # ordinary background (the shade has its own generator), so the objects are placed the same on any background.
+        texture = _background(rng, size)
+        texture = texture - texture.mean(axis=(0, 1), keepdims=True)  # deviation from its mean, recoloured below
+        c0, c1 = (np.array(c, np.float32) for c in SIGNATURES[background])
+        jitter = np.random.default_rng([int(seed), int(index), n_objects, size, 1]).uniform(-0.05, 0.05, size=3)
+        yy = np.mgrid[0:size, 0:size][0].astype(np.float32)[..., None] / size
+        img = c0 + (c1 - c0) * yy + jitter.astype(np.float32) + 0.5 * texture
 
     coverages: list[np.ndarray] = []
     occupied = np.zeros((size, size), bool)
@@ -242,13 +213,18 @@ def make_scene(
             cx, cy = rng.uniform(r + 1, size - r - 1, size=2)
             angle = rng.uniform(0, 2 * np.pi)
             cov = _coverage(CLASSES[label], cx, cy, r, angle, size)
-            grown = _dilate(cov > 0, 2)
+            # the shape grown by 2 pixels, so that objects keep a gap between them
+            shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+            grown = np.logical_or.reduce([np.roll(cov > 0, shift, axis=(0, 1)) for shift in shifts])
             if not (grown & occupied).any():
                 break
         else:  # pragma: no cover - never seen in 10,000 two-object scenes (seeds 0-19, indices 0-499)
             raise RuntimeError("could not place the objects without overlap")
         occupied |= grown
-        colour = _object_colour(rng, img)
+        mean = img.reshape(-1, 3).mean(axis=0)
+        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        while np.linalg.norm(colour - mean) <= 0.45:  # draw again until it stands out from the background
+            colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
         shade = 1.0 + 0.15 * (np.mgrid[0:size, 0:size][0] / size - 0.5)  # soft lighting
         img = img * (1 - cov[..., None]) + (colour * shade[..., None]) * cov[..., None]
         coverages.append(cov)
@@ -257,14 +233,6 @@ def make_scene(
     image = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     masks = np.stack([c >= 0.5 for c in coverages])
     return Scene(image, labels, masks)
-
-
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    out = mask.copy()
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            out |= np.roll(np.roll(mask, dy, axis=0), dx, axis=1)
-    return out
 
 
 def make_scenes(

@@ -71,11 +71,8 @@ def write_graph(model: nn.Module, example: torch.Tensor, logdir: str | Path) -> 
         model.eval()  # trace the model as it predicts (batch norm must not update)
         # add_graph traces with TorchScript, which PyTorch now marks as deprecated.
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.trace")
-        writer = _writer(logdir)
-        try:
+        with _writer(logdir) as writer:
             writer.add_graph(model, example)
-        finally:
-            writer.close()
     return logdir
 
 
@@ -89,14 +86,10 @@ def write_images(logdir: str | Path, tag: str, images, step: int = 0) -> Path:
         arr = arr[..., None]
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise ValueError(f"images must be (N, H, W) or (N, H, W, 3), got shape {np.asarray(images).shape}")
-    if arr.dtype != np.uint8:
-        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-            raise ValueError("float images must be finite and within [0, 1]; normalise them for display first")
-    writer = _writer(logdir)
-    try:
+    if arr.dtype != np.uint8 and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
+        raise ValueError("float images must be finite and within [0, 1]; normalise them for display first")
+    with _writer(logdir) as writer:
         writer.add_images(tag, arr, global_step=step, dataformats="NHWC")
-    finally:
-        writer.close()
     return Path(logdir)
 
 
@@ -122,9 +115,7 @@ def _accumulator(path: Path):
 
 def _shape(node) -> tuple[int, ...] | None:
     shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
-    if not shapes:
-        return None
-    return tuple(int(d.size) for d in shapes[0].dim)
+    return tuple(int(d.size) for d in shapes[0].dim) if shapes else None
 
 
 def read_graph(logdir: str | Path) -> list[GraphNode]:
