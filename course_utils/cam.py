@@ -38,7 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import RELU_RULES, capture, check_gradients_allowed, get_layer, layer_name, layer_names, model_guard, relu_rule
+from .hooks import (RELU_RULES, capture, check_gradients_allowed, get_layer, layer_name, layer_names, model_guard,
+                    relu_rule)
 from .targets import check_input, resolve_targets, target_classes
 from .models import record_for
 from .saliency import guided_backprop
@@ -181,7 +182,8 @@ class GradCAM:
     >>> g.cam(281, "layer4").maps                   # CAM: the kept maps times fc's weights, no pass at all
 
     ``layers`` is one layer or a list, each a dotted name or a module of the model
-    (``self.layers`` holds the names). ``rule`` is how the ReLUs *after* the layers
+    (``self.layers`` holds the names; :meth:`gradients` works at any of them, :meth:`map`
+    and :meth:`cam` need spatial maps). ``rule`` is how the ReLUs *after* the layers
     pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``); with a rule
     other than plain, some ReLU must run after the last of the layers, or the rule
     would change nothing and a ``ValueError`` says so.
@@ -214,8 +216,6 @@ class GradCAM:
         missing = [n for n in self.layers if n not in acts]
         if missing:
             raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
-        for name in self.layers:
-            _check_spatial(name, acts[name])
         if rule != "plain":
             calls_then, last = outputs[-1]  # the last captured layer to give its output
             if mode.calls == calls_then:
@@ -252,6 +252,7 @@ class GradCAM:
         """
         check_gradients_allowed("GradCAM.map")
         layer = self._layer(layer)
+        _check_spatial(layer, self.acts[layer])
         grad, classes = self.gradients(target, layer)
         if counterfactual:
             grad = -grad
@@ -267,6 +268,7 @@ class GradCAM:
         The architecture is checked as :func:`cam` does (``fc`` by default the record's
         head). No gradient is taken, so this works inside ``torch.inference_mode()`` too."""
         layer = self._layer(layer)
+        _check_spatial(layer, self.acts[layer])
         fc = _defaults(self._model, layer, fc, cam=True)[1]
         a = self.acts[layer].detach()
         return _cam_maps(_cam_head(self._model, a, self._logits.detach(), layer, fc), a, self._logits.detach(),

@@ -69,7 +69,8 @@ def download_weights(names: Sequence[str] | None = None, *, timeout: float = 30.
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     imagenet = [n for n in model_names() if not MODELS[n].shipped]
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to fetch: {', '.join(imagenet)} (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"models to fetch: {', '.join(imagenet)} (default: all)")
     parser.add_argument("--list", action="store_true", help="only say which weights are here")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in imagenet]

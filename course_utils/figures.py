@@ -39,8 +39,7 @@ def _done(fig: Figure) -> Figure:
 def _show(ax, data, title: str, **style) -> None:
     """An array as a picture without ticks; ``style``: imshow's colour map, range, ..."""
     ax.imshow(data, interpolation="nearest", **style)
-    ax.set_xticks([]), ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
+    plotting._finish(ax, title)
 
 
 def _heat(raw: torch.Tensor, side: int) -> torch.Tensor:  # a raw map at the image's side, in [0, 1]
@@ -177,8 +176,7 @@ def compare_figure(shown, results: dict, label: str, where: dict | None = None, 
         at = (where or {}).get(panel, "")
         if isinstance(data, str):
             ax.text(0.5, 0.5, data, ha="center", va="center", fontsize=8, transform=ax.transAxes)
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"{panel}\nnot applicable", fontsize=9)
+            plotting._finish(ax, f"{panel}\nnot applicable")
         elif panel == "feature maps":
             _show(ax, data, f"feature maps at {at}\n16 most active channels", cmap="gray", vmin=0, vmax=1)
         elif panel in ("CAM", "Grad-CAM"):

@@ -9,11 +9,10 @@ Three pieces, each small enough to read in one go:
 * :func:`model_guard` — a context manager that snapshots a model's state
   (training flags, ``requires_grad``, ``inplace`` flags, hooks, child modules)
   and restores it on the way out, also when an exception is raised half way.
-* :func:`capture` — forward hooks that keep the outputs of named layers, and
-  :func:`activations_and_gradients`, which takes gradients of a score with
-  ``torch.autograd.grad`` straight down to those outputs (parameters' ``.grad``
-  are never touched). :func:`check_gradients_allowed` is the one check every
-  gradient method makes first: no gradient can be had inside ``torch.inference_mode()``.
+* :func:`capture` — forward hooks that keep the outputs of named layers (with their
+  graph, for gradients taken straight down to them: :class:`course_utils.cam.GradCAM`).
+  :func:`check_gradients_allowed` is the one check every gradient method makes
+  first: no gradient can be had inside ``torch.inference_mode()``.
 
 Lesson 04's ReLU backward rules (:data:`RELU_RULES`, :func:`relu_rule`) live in
 :mod:`course_utils.relu_rules` and are re-exported here; what a target means (a class
@@ -30,10 +29,9 @@ import torch
 from torch import nn
 
 from .relu_rules import RELU_RULES, relu_rule
-from .targets import resolve_targets
 
 __all__ = ["LayerNotFoundError", "get_layer", "layer_name", "layer_names", "list_layers", "model_guard", "capture",
-           "activations_and_gradients", "check_gradients_allowed", "hook_counts", "RELU_RULES", "relu_rule"]
+           "check_gradients_allowed", "hook_counts", "RELU_RULES", "relu_rule"]
 
 
 # --- layer lookup ---------------------------------------------------------------
@@ -261,34 +259,3 @@ def capture(model: nn.Module, layers, *, detach: bool = True, stop_early: bool =
     finally:
         for h in handles:
             h.remove()
-
-
-def activations_and_gradients(model: nn.Module, x: torch.Tensor, layers, target=None
-                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One forward pass, then gradients of the target score to the layers' outputs.
-
-    ``layers``: one layer or a list, each a dotted name or a module of the model.
-    Returns ``(logits, activations, gradients)`` — all detached, the dictionaries
-    keyed by the layers' dotted names. The gradient is
-    of the sum of the per-image scores, so each image gets the gradient of its
-    own score. The model runs in eval mode (batch-norm statistics and dropout as
-    at inference). Works under ``torch.no_grad()`` and on frozen models, not inside
-    ``torch.inference_mode()`` (a clear error); the model comes back unchanged and
-    no parameter's ``.grad`` is written.
-    """
-    check_gradients_allowed("activations_and_gradients")
-    names = layer_names(model, layers)
-    with model_guard(model), torch.enable_grad():
-        model.eval()  # explanations are of the model at inference; the guard restores the flags
-        with capture(model, names, detach=False) as acts:
-            logits = model(x)
-        missing = [n for n in names if n not in acts]
-        if missing:
-            raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
-        score = resolve_targets(logits, target)
-        grads = torch.autograd.grad(score.sum(), [acts[n] for n in names], allow_unused=True)
-        for name, g in zip(names, grads):
-            if g is None:
-                raise RuntimeError(f"the score does not depend on layer {name!r}: its output is not on the path "
-                                   "from the input to the chosen class")
-        return logits.detach(), {n: acts[n].detach() for n in names}, {n: g.detach() for n, g in zip(names, grads)}

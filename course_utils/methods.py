@@ -81,6 +81,10 @@ class Explainer:
             self._gradients[key] = grad
         return self._gradients[key]
 
+    def forget(self) -> None:
+        """Drop the kept input gradients (the kept forward pass stays): the next ask computes them again."""
+        self._gradients.clear()
+
     def _key(self, rule: str, target) -> tuple | None:
         if callable(target) or (target is None and self.logits is None):
             return None
@@ -127,16 +131,12 @@ def _grad_cam(e: Explainer, target, layer, *, rule: str = "plain", counterfactua
 
 #: The methods of lessons 04–07, by name.
 METHODS: dict[str, Method] = {
-    "vanilla gradient": Method(lambda e, t, _: e.gradient("plain", t), "gradient",
-                               paper="Simonyan et al. 2014"),
-    "guided backprop": Method(lambda e, t, _: e.gradient("guided", t), "gradient",
-                              paper="Springenberg et al. 2015"),
-    "deconvnet": Method(lambda e, t, _: e.gradient("deconvnet", t), "gradient",
-                        paper="Zeiler & Fergus 2014"),
-    "SmoothGrad": Method(lambda e, t, _, **o: smoothgrad(e.model, e.x, t, **o), "gradient",
+    "vanilla gradient": Method(lambda e, t, _: e.gradient("plain", t), "gradient", paper="Simonyan et al. 2014"),
+    "guided backprop": Method(lambda e, t, _: e.gradient("guided", t), "gradient", paper="Springenberg et al. 2015"),
+    "deconvnet": Method(lambda e, t, _: e.gradient("deconvnet", t), "gradient", paper="Zeiler & Fergus 2014"),
+    "SmoothGrad": Method(lambda e, t, _, **kw: smoothgrad(e.model, e.x, t, **kw), "gradient",
                          paper="Smilkov et al. 2017"),
-    "CAM": Method(_cam, "map", "cam_layer", kept=True,
-                  paper="Zhou et al. 2016"),
+    "CAM": Method(_cam, "map", "cam_layer", kept=True, paper="Zhou et al. 2016"),
     "Grad-CAM": Method(_grad_cam, "map", "gradcam_layer", kept=True, paper="Selvaraju et al. 2017"),
     "Guided Grad-CAM": Method(lambda e, t, layer: guided_product(e.gradient("guided", t), _grad_cam(e, t, layer)),
                               "gradient", "gradcam_layer", paper="Selvaraju et al. 2017"),

@@ -53,7 +53,7 @@ class ModelRecord:
     name: str
     architecture: type[nn.Module]  # the network's class (what :func:`record_for` recognises)
     build: Callable[[], nn.Module]  # the architecture with random weights
-    weights: str  # a checkpoint in course_utils/checkpoints/, or torchvision's weights ("ResNet18_Weights.IMAGENET1K_V1")
+    weights: str  # a file in course_utils/checkpoints/, or torchvision's weights: "ResNet18_Weights.IMAGENET1K_V1"
     input_size: int  # the side of the square images the model is fed
     mean: tuple[float, float, float]  # the input's normalisation, per colour channel
     std: tuple[float, float, float]
@@ -236,7 +236,8 @@ def _repair_advice(name: str) -> str:
 
 
 def _damaged(name: str, path: Path, what: str) -> WeightsNotAvailableError:
-    return WeightsNotAvailableError(f"the weights file for {name!r} at {path} is unusable: {what}. {_repair_advice(name)}")
+    advice = _repair_advice(name)
+    return WeightsNotAvailableError(f"the weights file for {name!r} at {path} is unusable: {what}. {advice}")
 
 
 def _load_state(path: Path, name: str):

@@ -70,11 +70,10 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
     nrows = -(-n // ncols)
     fig = Figure(figsize=(size * ncols, size * nrows + 0.2 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i < n:
-            show_image(images[i], ax=ax, title=titles[i] if titles else None)
-        else:
-            ax.axis("off")
+    for i, image in enumerate(images):
+        show_image(image, ax=axes.flat[i], title=titles[i] if titles else None)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -109,12 +108,10 @@ def overlay_heatmap(image, heatmap, ax=None, alpha: float = 0.5, cmap: str = "je
 
 
 def show_saliency(smap, display: str, ax=None, image=None, alpha: float = 0.0, title: str | None = None):
-    """A map from ``saliency.saliency_map``, drawn the way its ``display`` means it.
-
-    ``abs`` / ``positive`` ((H, W) in [0, 1]) in a heat colour map, ``signed``
-    ((H, W) in [-1, 1]) in :data:`DIVERGING` centred on zero, ``rgb`` ((H, W, 3),
-    0.5 = zero) as a colour image. With an ``image`` and ``alpha`` > 0 the map is
-    laid over the image (``alpha`` is the map's opacity; ``rgb`` is never overlaid).
+    """A map from ``saliency.saliency_map`` drawn the way its ``display`` means it: ``abs`` / ``positive``
+    ((H, W) in [0, 1]) in a heat colour map, ``signed`` ((H, W) in [-1, 1]) in :data:`DIVERGING` centred
+    on zero, ``rgb`` ((H, W, 3), 0.5 = zero) as a colour image. With an ``image`` and ``alpha`` > 0 the
+    map is laid over the image with opacity ``alpha`` (``rgb`` never is).
     """
     ax = _axes(ax)
     m = np.asarray(smap.detach().cpu() if isinstance(smap, torch.Tensor) else smap, dtype=np.float32)
@@ -127,13 +124,12 @@ def show_saliency(smap, display: str, ax=None, image=None, alpha: float = 0.0, t
     if m.ndim != 2:
         raise ValueError(f"a saliency map is 2-D (H, W), got shape {m.shape}")
     cmap, lo = (DIVERGING, -1.0) if display == "signed" else ("inferno", 0.0)
-    if image is not None and alpha > 0:
-        show_image(image, ax=ax, title=title)
+    over = image is not None and alpha > 0
+    if over:
+        show_image(image, ax=ax)
         h, w = _as_display(image).shape[:2]
-        ax.imshow(m, cmap=cmap, vmin=lo, vmax=1, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-                  interpolation="nearest")
-        return ax.figure
-    ax.imshow(m, cmap=cmap, vmin=lo, vmax=1, interpolation="nearest")
+    ax.imshow(m, cmap=cmap, vmin=lo, vmax=1, alpha=alpha if over else None,
+              extent=(-0.5, w - 0.5, h - 0.5, -0.5) if over else None, interpolation="nearest")
     return _finish(ax, title)
 
 
@@ -247,8 +243,7 @@ def draw_kernels(weight, per_filter: bool = False, ax=None, vmax: float | None =
                   fontsize=7)
     ax.set_ylabel("output channel", fontsize=8), ax.set_xlabel("input channel", fontsize=8)
     ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
+    ax.spines[:].set_visible(False)
     if highlight is not None:
         frame_tile(ax, highlight[0] - first_out, highlight[1] - first_in, kh, kw)
     if colorbar:

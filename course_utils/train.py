@@ -95,7 +95,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--shortcut", action="store_true",
-                   help=f"train lesson 10's shortcut model instead ({SHORTCUT_SETTINGS}) into {SHORTCUT_CHECKPOINT.name}")
+                   help=f"train lesson 10's shortcut model instead ({SHORTCUT_SETTINGS}) "
+                        f"into {SHORTCUT_CHECKPOINT.name}")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: the same weights on every machine, and no slowdown "
                         "when other programs share the cores)")
@@ -104,7 +105,7 @@ def main(argv=None) -> None:
 
     bias = None
     if args.shortcut:
-        args.epochs, args.per_epoch, bias = SHORTCUT_SETTINGS["epochs"], SHORTCUT_SETTINGS["per_epoch"], SHORTCUT_SETTINGS["bias"]
+        args.epochs, args.per_epoch, bias = (SHORTCUT_SETTINGS[k] for k in ("epochs", "per_epoch", "bias"))
     out = args.out or (SHORTCUT_CHECKPOINT if args.shortcut else DEFAULT_CHECKPOINT)
     start = time.perf_counter()
     model, acc = train(args.epochs, args.per_epoch, seed=args.seed, bias=bias)

@@ -441,7 +441,8 @@ def _inside_inference_mode(call):
     lambda m, x: smoothgrad(m, x, -1, samples=2, progress=False),
     lambda m, x: grad_cam(m, x, 1000, layer=m.layer4),
 ], ids=["grad-cam in inference mode", "guided grad-cam in inference mode", "guided backprop in inference mode",
-        "smoothgrad in inference mode", "CAM layer not feeding fc", "foreign layer", "fc not linear", "rule, no ReLU after",
+        "smoothgrad in inference mode", "CAM layer not feeding fc", "foreign layer", "fc not linear",
+        "rule, no ReLU after",
         "rule, no ReLU after the last layer", "smoothgrad class -1", "class 1000"])
 def test_new_error_paths_leave_the_model_unchanged(call, resnet18_random):
     model = resnet18_random

@@ -10,7 +10,6 @@ from torch.nn import functional as F
 from course_utils.coursenet import CourseNet
 from course_utils.hooks import (
     LayerNotFoundError,
-    activations_and_gradients,
     capture,
     RELU_RULES,
     get_layer,
@@ -22,6 +21,15 @@ from course_utils.hooks import (
 )
 from course_utils.targets import class_list, resolve_targets
 from tests.conftest import all_hooks, assert_same_state, model_state
+
+
+def activations_and_gradients(model, x, layers, target=None):
+    """(logits, activations, gradients of the target score) by layer name, through cam.GradCAM: the
+    course's one forward pass with layers kept and gradients taken to them, on any layer (spatial or not)."""
+    from course_utils.cam import GradCAM
+
+    g = GradCAM(model, x, layers)
+    return g.logits, {n: g.acts[n].detach() for n in g.layers}, {n: g.gradients(target, n)[0] for n in g.layers}
 
 
 def tiny_linear_head():
@@ -109,7 +117,7 @@ def test_activations_and_gradients_refuses_inference_mode():
     with torch.inference_mode():
         with pytest.raises(RuntimeError) as err:
             activations_and_gradients(model, torch.randn(1, 1, 4, 4), "2", target=0)
-    assert str(err.value) == ("activations_and_gradients cannot take gradients inside torch.inference_mode(): "
+    assert str(err.value) == ("GradCAM cannot take gradients inside torch.inference_mode(): "
                               "run it outside that block (torch.no_grad() is fine)")
     assert all_hooks(model) == 0
 
@@ -319,13 +327,13 @@ def test_layer_off_the_path_is_a_clear_error():
             super().__init__()
             self.used, self.unused = nn.Linear(2, 3), nn.Linear(2, 3)
 
-        def forward(self, x):
+        def forward(self, x):  # x: (N, 1, 1, 2), one "image" of two pixels
             self.unused(x)  # runs, but the output is thrown away
-            return self.used(x)
+            return self.used(x).flatten(1)
 
     model = TwoHeads()
     with pytest.raises(RuntimeError, match="does not depend on layer 'unused'"):
-        activations_and_gradients(model, torch.randn(1, 2), "unused", target=0)
+        activations_and_gradients(model, torch.randn(1, 1, 1, 2), "unused", target=0)
     assert all_hooks(model) == 0
 
 
@@ -335,12 +343,12 @@ def test_layer_that_never_runs_is_a_clear_error():
             super().__init__()
             self.head, self.spare = nn.Linear(2, 3), nn.Linear(2, 2)
 
-        def forward(self, x):
-            return self.head(x)
+        def forward(self, x):  # x: (N, 1, 1, 2)
+            return self.head(x).flatten(1)
 
     model = Spare()
     with pytest.raises(RuntimeError, match=r"did not run during the forward pass"):
-        activations_and_gradients(model, torch.randn(1, 2), "spare", target=0)
+        activations_and_gradients(model, torch.randn(1, 1, 1, 2), "spare", target=0)
 
 
 def test_resnet_with_inplace_relus_is_left_exactly_as_it_was(resnet18_random):

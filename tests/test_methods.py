@@ -124,3 +124,14 @@ def test_the_model_is_handed_back_unchanged_even_when_a_method_fails(net, x):
         ex("vanilla gradient", 9)
     assert_same_state(before, model_state(net))
     assert all_hooks(net) == 0
+
+
+def test_forget_drops_the_kept_gradients_but_not_the_kept_pass(net, x):
+    ex = Explainer(net, x)
+    ex("Grad-CAM", 1)
+    first = ex("guided backprop", 1)
+    with ForwardCounter(net) as passes:
+        ex.forget()
+        assert torch.equal(ex("guided backprop", 1), first) and passes.calls == 1  # computed again
+        ex("Grad-CAM", 2)
+        assert passes.calls == 1  # the kept pass stayed

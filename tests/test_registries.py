@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -68,3 +69,12 @@ def test_a_new_method_is_one_entry(monkeypatch):
     ex = Explainer(course.model, x)
     assert ex("HiResCAM", 2).shape == (2, 16, 16) and ex("Grad-CAM", 2).shape == (2, 16, 16)
     assert "HiResCAM" in compared(course.record)
+    from course_utils import widgets
+
+    dashboard = widgets.CompareExplorer(panels=["Grad-CAM", "HiResCAM"])
+    dashboard.controls["layer"].value = "features.relu4"
+    c = dashboard.target()[0]
+    shown = hires_cam(Explainer(course.model, dashboard.prepared().x), c, "features.relu4")
+    expected = cam.normalize_maps(cam.upsample(shown, 64))[0].numpy()
+    assert "HiResCAM" in dashboard.controls["methods"].options and dashboard.message.value == ""
+    np.testing.assert_allclose(dashboard.result("HiResCAM"), expected, atol=1e-6)

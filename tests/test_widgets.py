@@ -174,3 +174,15 @@ def test_a_class_explorer_prepares_each_input_once_as_a_record(empty_torch_home)
         assert counter.calls == 1 and ex.prepared().options[0][0].startswith("star")
         ex.controls["image"].value = "scene 0"
         assert ex.prepared() is p and counter.calls == 1  # back to the first image: from the cache
+
+
+def test_an_explorer_lists_its_caches_by_name():
+    from course_utils.widgets.base import Cache
+
+    ex = widgets.SaliencyExplorer()
+    caches = ex.caches()
+    assert {"inputs", "grads"} <= set(caches) and all(isinstance(c, Cache) for c in caches.values())
+    assert len(caches["inputs"]) == 1 and len(caches["grads"]) == 1  # the first image and its gradient
+    caches["grads"].clear()
+    ex.controls["alpha"].value = 0.3  # a redraw computes the gradient again, into the same cache
+    assert len(ex.caches()["grads"]) == 1

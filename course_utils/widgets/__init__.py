@@ -1,13 +1,10 @@
 """Explorers: controls + one picture, nothing else.
 
 Every explorer renders into an ``ipywidgets.Image`` (PNG bytes) rather than an
-``Output`` area. That keeps it fast (one picture replaced, no flicker), lets a
-test set a control's ``.value`` and look at the new picture, and lets the
-stored notebook keep the last picture. Compute lives in the other modules, the
-pictures in ``figures`` (functions a lesson can call too); an explorer holds
-state and wires them together.
-
-One file per explorer; ``base`` holds what they share, ``choices`` what they offer.
+``Output`` area: one picture replaced, no flicker; a test can set a control's ``.value``
+and look at the new picture; the stored notebook keeps the last picture. Compute lives in
+the other modules, the pictures in ``figures``. One file per explorer; ``base`` holds what
+they share, ``choices`` what they offer.
 """
 
 from .base import ClassExplorer, Explorer, cached_model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,8 @@ __all__ = ["MODEL_CACHE", "Cache", "ClassExplorer", "Explorer", "Prepared", "cac
 
 
 class Cache(OrderedDict):
-    """The explorers' cache, least recently used first: :meth:`fetch` returns the value kept under
-    a key, or computes, keeps and returns it. Beyond ``size`` entries (``None``: no bound) the
-    least recently used one goes."""
+    """The explorers' cache, least recently used first; beyond ``size`` entries (``None``: no bound)
+    the least recently used one goes."""
 
     def __init__(self, size: int | None = None):
         super().__init__()
@@ -62,16 +62,12 @@ _EXPECTED = (ImageLoadError, LayerNotFoundError, ValueError, RuntimeError)
 
 
 class Explorer:
-    """Base class: a grid of controls above a one-line message and a picture.
+    """Base class: a grid of controls (``columns`` wide) above a one-line message and a picture.
 
-    ``__init__`` is a template: make the controls (:meth:`make_controls`), lay them out in
-    ``columns`` columns, wire the callbacks (:meth:`callbacks`: by default a change redraws),
-    then fit the controls to the first input (:meth:`fit_to_input`) and draw once. A subclass
-    sets its options as attributes, calls ``super().__init__()``, and implements
+    A subclass sets its options as attributes, calls ``super().__init__()``, and implements
     ``make_controls()`` and ``draw() -> Figure`` (state in, a :mod:`course_utils.figures`
     function out). A failure is a message under the controls, not a traceback: callbacks go
-    through :meth:`on_change` (or :meth:`reporting`). A control left with one value to take
-    is disabled. With :func:`~.choices.image_controls`, :meth:`image` is the chosen or uploaded image.
+    through :meth:`on_change` (or :meth:`reporting`). A control left with one value is disabled.
     """
 
     columns = 3
@@ -114,21 +110,17 @@ class Explorer:
     def fit_to_input(self) -> None:
         """Called in one quiet block for a new input (and the first): subclasses fit controls to it."""
 
-    # --- errors become messages ---------------------------------------------------------
-
     @contextlib.contextmanager
     def reporting(self):
-        """Run the block; an exception raised in it ends the block and is shown as the
-        message under the controls instead of escaping (the last picture stays)."""
+        """Run the block; an exception ends it and becomes the message (the last picture stays)."""
         try:
             yield
         except Exception as exc:  # noqa: BLE001 - nothing may reach the room as a traceback
             text = str(exc) if isinstance(exc, _EXPECTED) else f"{type(exc).__name__}: {exc}"
-            self.message.value = f"<span style='color:#b00'>⚠ {_escape(text)}</span>"
+            self.message.value = f"<span style='color:#b00'>⚠ {html.escape(text, quote=False)}</span>"
 
     def on_change(self, name: str, callback) -> None:
-        """Call ``callback(change)`` when control ``name`` changes value, inside
-        :meth:`reporting`: whatever it raises becomes the message."""
+        """Call ``callback(change)`` when control ``name`` changes value, inside :meth:`reporting`."""
 
         def reported(change):
             with self.reporting():
@@ -136,18 +128,13 @@ class Explorer:
 
         self.controls[name].observe(reported, names="value")
 
-    # --- the image ------------------------------------------------------------------------
-
     def image(self):
         """The RGB image picked in the ``image`` control (or uploaded)."""
-        choice = self.controls["image"].value
-        if choice.startswith("upload: ") and self._upload:
-            return load_image(self._upload[1])
-        return choose_image(choice)
+        choice, digest = Explorer.image_key(self)
+        return load_image(self._upload[1]) if digest else choose_image(choice)
 
     def image_key(self) -> tuple:
-        """The chosen image as a cache key: its name, and for an upload a digest of its
-        content (a new file under the same name is a new image)."""
+        """The chosen image as a cache key: its name, and for an upload a digest of its content."""
         choice = self.controls["image"].value
         digest = self._upload[2] if choice.startswith("upload: ") and self._upload else None
         return choice, digest
@@ -171,8 +158,6 @@ class Explorer:
         """A new input: fit the controls to it, then redraw once."""
         with self.quietly():
             self.fit_to_input()
-
-    # --- redrawing --------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def quietly(self):
@@ -203,6 +188,10 @@ class Explorer:
     def draw(self) -> Figure:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def caches(self) -> dict[str, Cache]:
+        """The explorer's caches by name (``inputs``, ``results``, ...): what it keeps between changes."""
+        return {name.lstrip("_"): v for name, v in vars(self).items() if isinstance(v, Cache)}
+
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
@@ -219,13 +208,11 @@ class Prepared:
 
 class ClassExplorer(Explorer):
     """Base for explorers that explain one class of one image: an image picker, a model picker
-    and a class list (the top ``k`` classes with their probabilities), then the subclass's
-    controls (added to ``super().make_controls()``).
+    and a class list (the top ``k`` classes with their probabilities), then the subclass's controls.
 
-    Each image (per model) runs through :meth:`prepare` once, after every control exists;
-    :meth:`prepared` returns the :class:`Prepared` record, kept for ``cache_size`` inputs, so
-    that a new class or display does not run the model again. A new image or model lists its
-    classes and selects the top one, then redraws once.
+    Each image (per model) runs through :meth:`prepare` once, after every control exists, and its
+    :class:`Prepared` record is kept for ``cache_size`` inputs: a new class or display does not
+    run the model again.
     """
 
     def __init__(self, models: list[str] | None = None, k: int = 6, cache_size: int = 16, columns: int = 3):
@@ -242,8 +229,7 @@ class ClassExplorer(Explorer):
         return {**super().callbacks(), "model": self._on_input}
 
     def prepare(self, loaded: LoadedModel, x: torch.Tensor):
-        """Run the model on ``x`` once: return ``(logits, anything to keep)``. The
-        default keeps nothing; subclasses keep, e.g., a forward pass to reuse."""
+        """Run the model on ``x`` once: ``(logits, anything to keep)``, e.g. a forward pass to reuse."""
         with torch.no_grad():
             return loaded.model(x), None
 
@@ -276,8 +262,7 @@ class ClassExplorer(Explorer):
         return (c, labels[c]) if c in labels else (options[0][1], options[0][0])
 
     def fit_to_input(self) -> None:
-        """A new image or model: list its classes and select the top one (subclasses fit more).
-        (An unreadable image or a model that cannot be loaded raises here: the message says why.)"""
+        """A new image or model: list its classes and select the top one (subclasses fit more)."""
         options = self.prepared().options
         self.controls["target"].options = options
         self.controls["target"].value = options[0][1]
@@ -290,7 +275,3 @@ def disable_if_fixed(control: w.Widget) -> None:
         control.disabled = len(control.options) <= 1
     else:
         control.disabled = control.min >= control.max
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

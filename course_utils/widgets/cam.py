@@ -1,11 +1,6 @@
-"""The explorers of lessons 05–07: where in the image the evidence for a class is.
-
-* :class:`CAMExplorer` (05): CAM's raw low-resolution map beside its upsampled overlay.
-* :class:`GradCAMExplorer` (06): Grad-CAM at any block, for any class. The forward
-  pass is kept per image (a :class:`~course_utils.cam.GradCAM` holding every block),
-  so switching the class or the layer costs only a backward pass from the logits.
-* :class:`GuidedGradCAMExplorer` (07): guided backprop, Grad-CAM, their product, and
-  Grad-CAM with the ReLU rules of lesson 04 in its backward pass.
+"""The explorers of lessons 05–07 (CAM, Grad-CAM, Guided Grad-CAM): where in the image the evidence
+for a class is. Grad-CAM's forward pass is kept per image (a :class:`~course_utils.cam.GradCAM` holding
+every block), so switching the class or the layer costs only a backward pass from the logits.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ from ..cam import GradCAM, cam_all_classes, normalize_maps, upsample
 from ..methods import METHODS, Explainer
 from ..saliency import saliency_map
 from .base import Cache, ClassExplorer
-from .choices import block_layers, cam_layer, cam_models
+from .choices import block_layers, cam_models, opacity
 
 __all__ = ["CAMExplorer", "GradCAMExplorer", "GuidedGradCAMExplorer"]
 
@@ -27,9 +22,7 @@ COLORMAPS = ["jet", "inferno", "viridis", "gray"]
 
 
 def _look_controls() -> dict[str, w.Widget]:
-    return {"cmap": w.Dropdown(options=COLORMAPS, value="jet", description="Colours"),
-            "alpha": w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="Opacity",
-                                   continuous_update=False)}
+    return {"cmap": w.Dropdown(options=COLORMAPS, value="jet", description="Colours"), "alpha": opacity()}
 
 
 class _BlockLayers:
@@ -63,22 +56,17 @@ class CAMExplorer(ClassExplorer):
 
     def prepare(self, loaded, x):
         # One forward pass gives every class's map: a class switch only picks another one.
-        logits, maps = cam_all_classes(loaded.model, x, layer=cam_layer(loaded))
+        logits, maps = cam_all_classes(loaded.model, x, layer=loaded.record.cam_layer)
         return logits, maps[0]
 
-    def maps(self) -> torch.Tensor:
-        """The raw CAM of the chosen class, (h, w)."""
-        return self.prepared().kept[self.target()[0]]
-
     def draw(self) -> Figure:
-        c = self.controls
-        return figures.class_map_figure(self.prepared().shown, self.maps(), self.target()[1], cam_layer(self.loaded),
-                                        "CAM", cmap=c["cmap"].value, alpha=c["alpha"].value)
+        c, (target, label), p = self.controls, self.target(), self.prepared()
+        return figures.class_map_figure(p.shown, p.kept[target], label, self.loaded.record.cam_layer, "CAM",
+                                        cmap=c["cmap"].value, alpha=c["alpha"].value)
 
 
 class GradCAMExplorer(_BlockLayers, ClassExplorer):
-    """Pick an image, a class, a layer (a block, early to late), colours and opacity.
-    Each image runs forward once; a new class or layer needs only a backward pass."""
+    """Pick an image, a class, a layer (a block, early to late), colours and opacity."""
 
     def __init__(self, models: list[str] | None = None, k: int = 6, counterfactual: bool = False):
         self.counterfactual = counterfactual
@@ -92,15 +80,12 @@ class GradCAMExplorer(_BlockLayers, ClassExplorer):
         g = GradCAM(loaded.model, x, block_layers(loaded.name))
         return g.logits, g
 
-    def result(self):
-        c = self.controls
-        return self.prepared().kept.map(self.target()[0], c["layer"].value, counterfactual=c["counterfactual"].value)
-
     def draw(self) -> Figure:
-        c, res = self.controls, self.result()
+        c, (target, label), p = self.controls, self.target(), self.prepared()
+        res = p.kept.map(target, c["layer"].value, counterfactual=c["counterfactual"].value)
         kind = "counterfactual Grad-CAM" if c["counterfactual"].value else "Grad-CAM"
-        return figures.class_map_figure(self.prepared().shown, res.maps[0], self.target()[1], res.layer, kind,
-                                        cmap=c["cmap"].value, alpha=c["alpha"].value)
+        return figures.class_map_figure(p.shown, res.maps[0], label, res.layer, kind, cmap=c["cmap"].value,
+                                        alpha=c["alpha"].value)
 
 
 #: The methods of lesson 07's explorer, by the label shown: the registry's method and its options.

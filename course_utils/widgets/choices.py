@@ -9,11 +9,11 @@ from pathlib import Path
 import ipywidgets as w
 
 from ..images import SAMPLE_PHOTOS, load_image, sample_photo
-from ..models import MODELS, LoadedModel, available_models
+from ..models import MODELS, available_models
 from ..scenes import make_scene
 
-__all__ = ["block_layers", "cam_layer", "cam_models", "choose_image", "image_choices", "image_controls",
-           "my_images_dir", "offered_models"]
+__all__ = ["block_layers", "cam_models", "choose_image", "image_choices", "image_controls", "my_images_dir",
+           "offered_models", "opacity"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
@@ -76,7 +76,7 @@ def block_layers(model: str) -> list[str]:
     return list(MODELS[model].blocks)
 
 
-def cam_layer(loaded: LoadedModel) -> str:
-    """The layer whose maps CAM weighs with the linear head."""
-    return loaded.record.cam_layer
+def opacity(value: float = 0.5) -> w.FloatSlider:
+    """The slider of an overlay's opacity."""
+    return w.FloatSlider(value=value, min=0.0, max=1.0, step=0.05, description="Opacity", continuous_update=False)
 

@@ -1,9 +1,6 @@
-"""Lesson 01's explorer: an image in, one layer's feature maps out, a page of
-channels at a time, with the display normalization of your choice.
-
-The forward pass is the slow part, so it runs once per image: the outputs of
-every layer in the dropdown are captured together and cached. Changing the
-layer, the page, the channel or the normalization only redraws.
+"""Lesson 01's explorer. The forward pass is the slow part, so it runs once per image: the outputs
+of every layer in the dropdown are captured together and cached. Changing the layer, the page,
+the channel or the normalization only redraws.
 """
 
 from __future__ import annotations
@@ -48,17 +45,15 @@ class FeatureMapExplorer(Explorer):
         }
 
     def callbacks(self) -> dict:
-        return {**super().callbacks(), "layer": self._on_layer}
+        return {**super().callbacks(), "layer": self._on_input}
 
-    def _on_layer(self, change) -> None:
-        """A new layer may have another number of channels: fit the page and channel controls, redraw once."""
-        n = self._widths[change["new"]]
-        with self.quietly():
-            page, ch = self.controls["page"], self.controls["channel"]
-            keep = page.value if page.value < n else 0
-            page.options = channel_pages(n, self.per_page)
-            page.value = keep
-            ch.max = n - 1  # ipywidgets clamps the value
+    def fit_to_input(self) -> None:
+        """Fit the page and channel controls to the chosen layer's number of channels."""
+        n, page = self._widths[self.controls["layer"].value], self.controls["page"]
+        keep = page.value if page.value < n else 0
+        page.options = channel_pages(n, self.per_page)
+        page.value = keep
+        self.controls["channel"].max = n - 1  # ipywidgets clamps the value
 
     def maps(self, choice: str | None = None) -> tuple:
         """(the input as the model sees it, {layer: maps}) for the chosen image, or for the

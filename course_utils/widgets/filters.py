@@ -33,10 +33,8 @@ def model_for(choice: str) -> nn.Module:
 
 
 class FilterExplorer(Explorer):
-    """Model × conv layer × output channel × input channel: the chosen filter's slices,
-    the chosen slice enlarged with its numbers, and its neighbourhood in the layer (for a
-    first layer, all its filters as colour images). One colour scale per layer, or one
-    per filter with "per-filter scale" ticked."""
+    """Model × conv layer × output channel × input channel (:func:`~course_utils.figures.filter_figure`):
+    one colour scale per layer, or one per filter with "per-filter scale" ticked."""
 
     def __init__(self, models: list[str] | None = None, layer: str | None = None):
         here = offered_models(exclude=("course",))
@@ -56,7 +54,7 @@ class FilterExplorer(Explorer):
         }
 
     def callbacks(self) -> dict:
-        return {"model": self._on_model, "layer": self._on_input}
+        return {"model": self._on_input, "layer": self._on_input}
 
     def weight(self) -> torch.Tensor:
         """The chosen layer's weight (out, in, kh, kw), read once per model and layer."""
@@ -64,20 +62,18 @@ class FilterExplorer(Explorer):
         return self._weights.fetch(key, lambda: filters.conv_weight(model_for(key[0]), key[1]))
 
     def fit_to_input(self) -> None:
-        """Fit the channel sliders to the chosen layer (a new layer is this explorer's new input)."""
+        """List the chosen model's conv layers (keeping the chosen one if it has it), then fit the channel
+        sliders to the chosen layer: a new model or layer is this explorer's new input."""
+        layers, layer = list_layers(model_for(self.controls["model"].value), "conv"), self.controls["layer"]
+        if list(layer.options) != layers:
+            keep = layer.value
+            layer.options = layers
+            layer.value = keep if keep in layers else layers[0]
         out_c, in_c = self.weight().shape[:2]
         for name, n in (("out_channel", out_c), ("in_channel", in_c)):
             slider = self.controls[name]
             slider.value = min(slider.value, n - 1)
             slider.max = n - 1
-
-    def _on_model(self, change) -> None:
-        with self.quietly():
-            layers = list_layers(model_for(change["new"]), "conv")
-            keep = self.controls["layer"].value
-            self.controls["layer"].options = layers
-            self.controls["layer"].value = keep if keep in layers else layers[0]
-            self.fit_to_input()
 
     def draw(self) -> Figure:
         c = self.controls

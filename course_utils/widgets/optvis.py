@@ -15,7 +15,6 @@ import threading
 import ipywidgets as w
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from PIL import Image
 
 from .. import figures, optvis, plotting
@@ -35,8 +34,7 @@ def _in_kernel() -> bool:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
         return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
+    return hasattr(get_ipython(), "kernel")  # None outside IPython
 
 
 def _png(img: torch.Tensor, side: int = 256) -> bytes:
@@ -48,8 +46,8 @@ def _png(img: torch.Tensor, side: int = 256) -> bytes:
 
 
 class ActivationMaxExplorer(Explorer):
-    """Model × layer × channel (or class) × steps × learning rate × parameterization ×
-    regularizers. Sliders act on release; Stop ends a run early and keeps its image."""
+    """Model × layer × channel (or class) × steps × learning rate × parameterization × regularizers;
+    Stop ends a run early and keeps its image."""
 
     def __init__(self, models: list[str] | None = None, threaded: bool | None = None, cache_size: int = 32):
         self.models = offered_models() if models is None else models
@@ -106,8 +104,6 @@ class ActivationMaxExplorer(Explorer):
             self.controls["layer"].options = layers = self._layers(change["new"])
             self.controls["layer"].value = layers[-2]
             self.fit_to_input()
-
-    # --- running ---------------------------------------------------------------------------------
 
     def settings(self) -> tuple:
         c = self.controls
@@ -178,17 +174,13 @@ class ActivationMaxExplorer(Explorer):
                 stop=lambda: stop_flag.is_set() or superseded.is_set(), callback=live, callback_every=8)
 
     def _show(self, key, result: optvis.Result, stopped: bool) -> None:
-        self.controls["progress"].max = max(key[4], 1)
+        """Show a finished (or stopped) run with the settings ``key``."""
+        model_name, layer, unit, param, steps = key[:5]
+        self.controls["progress"].max = max(steps, 1)
         self.controls["progress"].value = result.steps
-        self.message.value = f"stopped after {result.steps} of {key[4]} steps" if stopped else ""
-        self.view.value = plotting.figure_to_png(self.draw_result(key, result))
-        self.renders += 1
-
-    def draw_result(self, key, result: optvis.Result) -> Figure:
-        """The picture of a finished (or stopped) run with the settings ``key``."""
-        model_name, layer, unit, param = key[:4]
+        self.message.value = f"stopped after {result.steps} of {steps} steps" if stopped else ""
         what = f"class {cached_model(model_name).categories[unit]!r}" if layer == LOGITS else f"{layer} ch. {unit}"
-        return figures.activation_max_figure(result.as_numpy()[0], result.history[:, 0].numpy(),
-                                             f"{model_name}: {what}", param,
-                                             float(optvis.high_frequency_energy(result.images)[0]),
-                                             logit=layer == LOGITS)
+        self.view.value = plotting.figure_to_png(figures.activation_max_figure(
+            result.as_numpy()[0], result.history[:, 0].numpy(), f"{model_name}: {what}", param,
+            float(optvis.high_frequency_energy(result.images)[0]), logit=layer == LOGITS))
+        self.renders += 1

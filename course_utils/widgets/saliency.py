@@ -1,10 +1,7 @@
 """Lesson 04's explorer: an image, a class and a method in; which pixels move
 that class's score out, shown three ways (the input, the map, the map over the input).
-
-A new image runs the model once: that pass lists the classes with their
-probabilities and gives the first picture, the top class's gradient by the
-chosen method. Each gradient (image × class × method) is computed once and
-cached, so the display and the overlay's opacity only redraw.
+Each gradient (image × class × method) is computed once and cached, so the display and
+the overlay's opacity only redraw.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from .. import figures
 from ..methods import METHODS, Explainer
 from ..saliency import DISPLAYS
 from .base import Cache, ClassExplorer
+from .choices import opacity
 
 __all__ = ["SaliencyExplorer"]
 
@@ -25,9 +23,7 @@ INPUT_METHODS = [name for name, m in METHODS.items() if m.layer is None]
 
 
 class SaliencyExplorer(ClassExplorer):
-    """Pick an image, a class (its top ``k`` listed with probabilities), a method
-    (vanilla gradient, guided backprop, deconvnet, SmoothGrad), a display and the
-    overlay's opacity."""
+    """Pick an image, a class (its top ``k`` listed), a method, a display and the overlay's opacity."""
 
     def __init__(self, models: list[str] | None = None, k: int = 6, cache_size: int = 32,
                  smoothgrad_samples: int = 16):
@@ -40,8 +36,7 @@ class SaliencyExplorer(ClassExplorer):
             **super().make_controls(),
             "method": w.Dropdown(options=INPUT_METHODS, value="vanilla gradient", description="Method"),
             "display": w.Dropdown(options=list(DISPLAYS), value="abs", description="Display"),
-            "alpha": w.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="Opacity",
-                                   continuous_update=False),
+            "alpha": opacity(0.6),
         }
 
     def prepare(self, loaded, x):

@@ -559,47 +559,47 @@ OPACITY = [0.3, 0.7]
 EXPLORERS: dict[str, tuple[dict, list[Change]]] = {
     "FeatureMapExplorer": ({}, [
         Change("layer switch (maps cached per image)", "layer", OPTIONS),
-        Change("new image (forward + maps)", "image", NEW_IMAGES, ("_cache",)),
+        Change("new image (forward + maps)", "image", NEW_IMAGES, ("cache",)),
     ]),
     "FilterExplorer": ({}, [
         Change("filter switch", "out_channel", [1, 2, 3]),
-        Change("layer switch", "layer", OPTIONS, ("_weights",)),
+        Change("layer switch", "layer", OPTIONS, ("weights",)),
     ]),
     "PredictionExplorer": ({}, [
         Change("new image", "image", NEW_IMAGES),
         Change("top-k change", "k", [2, 8]),
     ]),
     "SaliencyExplorer": ({}, [
-        Change("class switch (new gradient)", "target", OPTIONS, ("_grads",)),
+        Change("class switch (new gradient)", "target", OPTIONS, ("grads", "gradients")),
         Change("method switch (new gradient)", "method", ["guided backprop", "deconvnet", "vanilla gradient"],
-               ("_grads",)),
+               ("grads", "gradients")),
         Change("opacity (redraw only)", "alpha", OPACITY),
-        Change("new image (forward + gradient)", "image", NEW_IMAGES, ("_inputs", "_grads")),
+        Change("new image (forward + gradient)", "image", NEW_IMAGES, ("inputs", "grads")),
     ]),
     "CAMExplorer": ({}, [
         Change("class switch (all classes kept)", "target", OPTIONS),
         Change("opacity (redraw only)", "alpha", OPACITY),
-        Change("new image (forward)", "image", NEW_IMAGES, ("_inputs",)),
+        Change("new image (forward)", "image", NEW_IMAGES, ("inputs",)),
     ]),
     "GradCAMExplorer": ({}, [
         Change("class switch (backward from kept forward)", "target", OPTIONS),
         Change("layer switch (backward from kept forward)", "layer", OPTIONS),
         Change("opacity (redraw only)", "alpha", OPACITY),
-        Change("new image (forward)", "image", NEW_IMAGES, ("_inputs",)),
+        Change("new image (forward)", "image", NEW_IMAGES, ("inputs",)),
     ]),
     "GuidedGradCAMExplorer": ({}, [
-        Change("class switch (new maps)", "target", OPTIONS, ("_results",)),
+        Change("class switch (new maps)", "target", OPTIONS, ("results", "gradients")),
         Change("method switch (new map)", "method", ["Grad-CAM", "Guided Grad-CAM", "guided backprop"],
-               ("_results",)),
-        Change("new image (forward + maps)", "image", NEW_IMAGES, ("_inputs", "_results")),
+               ("results", "gradients")),
+        Change("new image (forward + maps)", "image", NEW_IMAGES, ("inputs", "results")),
     ]),
     "ActivationMaxExplorer": ({"threaded": False}, [
-        Change("channel switch (a new run of 8 steps)", "unit", [1, 2, 3], ("_cache",)),
+        Change("channel switch (a new run of 8 steps)", "unit", [1, 2, 3], ("cache",)),
     ]),
     "EvaluationExplorer": ({}, [
         Change("scene switch", "scene", [1, 2, 3]),
         Change("method switch (24 new gradient maps)", "method", ["vanilla gradient", "guided backprop", "deconvnet"],
-               ("_maps", "_curves")),
+               ("maps", "curves")),
     ]),
     "ShortcutExplorer": ({}, [
         Change("scene switch (forward + map)", "scene", [1, 2, 3]),
@@ -608,11 +608,11 @@ EXPLORERS: dict[str, tuple[dict, list[Change]]] = {
         Change("operation highlighted (redraw only)", "op", OPTIONS),
     ]),
     "CompareExplorer": ({}, [
-        Change("class switch (every panel recomputed)", "target", OPTIONS, ("_results",)),
-        Change("layer switch (layer panels recomputed)", "layer", OPTIONS, ("_results",)),
+        Change("class switch (every panel recomputed)", "target", OPTIONS, ("results", "gradients")),
+        Change("layer switch (layer panels recomputed)", "layer", OPTIONS, ("results", "gradients")),
         Change("panels shown (cached results)", "methods", _panel_subsets),
         Change("opacity (redraw only)", "alpha", OPACITY),
-        Change("new image (every panel)", "image", NEW_IMAGES, ("_inputs", "_results")),
+        Change("new image (every panel)", "image", NEW_IMAGES, ("inputs", "results")),
     ]),
 }
 OPEN = "open (first picture, one run)"
@@ -647,13 +647,18 @@ class _Cycle:
 
 
 def _forget(explorer, caches: tuple[str, ...]) -> None:
-    """Empty the named caches of the explorer (its private dicts: this file must follow them)."""
-    missing = [c for c in caches if not hasattr(explorer, c)]
+    """Empty the named caches of the explorer (:meth:`~course_utils.widgets.base.Explorer.caches`);
+    ``"gradients"`` are those the current image's :class:`~course_utils.methods.Explainer` keeps."""
+    if "gradients" in caches:
+        explorer.prepared().kept.forget()
+        caches = tuple(c for c in caches if c != "gradients")
+    kept = explorer.caches()
+    missing = [c for c in caches if c not in kept]
     if missing:
-        raise AttributeError(f"{type(explorer).__name__} has no cache {missing}: update EXPLORERS in {__file__}")
+        raise AttributeError(f"{type(explorer).__name__} has no cache {missing} (it has {sorted(kept)}): "
+                             f"update EXPLORERS in {__file__}")
     for c in caches:
-        getattr(explorer, c).clear()
-
+        kept[c].clear()
 
 def time_change(explorer, change: Change, s: Settings, tick) -> float:
     """Median seconds from setting the control to the new picture (after a warm-up)."""
