@@ -268,7 +268,7 @@ def test_explorer_keeps_its_cache_small_and_refuses_unknown_layers(empty_torch_h
     ex = FeatureMapExplorer(cache_size=2)
     for choice in ["scene 1", "scene 2", "scene 3"]:
         ex.controls["image"].value = choice
-    assert len(ex._cache) == 2
+    assert len(ex.caches()["cache"]) == 2
     with pytest.raises(ValueError, match="choose a layer"):
         FeatureMapExplorer(layer="fc")
 
