@@ -92,8 +92,8 @@ def layer_name(model: nn.Module, layer: str | nn.Module) -> str:
         if module is layer:
             if not name:
                 raise LayerNotFoundError(
-                    f"the model itself is not one of its layers: give one of its sub-modules "
-                    f"or a dotted name such as 'features.conv4' (list_layers(model) shows every name)")
+                    "the model itself is not one of its layers: give one of its sub-modules "
+                    "or a dotted name such as 'features.conv4' (list_layers(model) shows every name)")
             return name
     raise LayerNotFoundError(
         f"the {type(layer).__name__} given as a layer is not part of this model ({type(model).__name__}): "
