@@ -46,7 +46,7 @@ class LayerNotFoundError(KeyError):
 
 _KINDS: dict[str, tuple[type, ...]] = {
     "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d),
-    "relu": (nn.ReLU,),
+    "relu": (nn.ReLU, nn.ReLU6),  # a ReLU6 is a ReLU clipped at 6
     "linear": (nn.Linear,),
     "pool": (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d),
     "norm": (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm),
@@ -56,7 +56,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
 def list_layers(model: nn.Module, kind: str | None = None) -> list[str]:
     """Dotted names of the model's sub-modules, in definition order.
 
-    ``kind`` filters by type: ``"conv"``, ``"relu"``, ``"linear"``, ``"pool"`` or
+    ``kind`` filters by type: ``"conv"``, ``"relu"`` (ReLU and ReLU6), ``"linear"``, ``"pool"`` or
     ``"norm"``; ``None`` lists every sub-module (containers included).
     """
     if kind is not None and kind not in _KINDS:
