@@ -277,8 +277,10 @@ def _float_to_uint8(values: np.ndarray, label: str, pil: bool) -> np.ndarray:
 
 
 #: Names accepted by :func:`sample_photo`.
-SAMPLE_PHOTOS: tuple[str, ...] = ("cat", "coffee", "rocket", "astronaut", "camera")
-_SKIMAGE_NAMES = {"cat": "chelsea"}  # where the name of the scikit-image function (skimage.data.<name>) differs
+SAMPLE_PHOTOS: tuple[str, ...] = ("cat", "coffee", "cat_and_coffee", "rocket", "astronaut", "motorcycle",
+                                  "grace_hopper", "camera")
+# where the name of the scikit-image function (skimage.data.<name>) differs
+_SKIMAGE_NAMES = {"cat": "chelsea", "motorcycle": "stereo_motorcycle"}
 
 #: One-line credit per sample photo, as scikit-image's documentation gives it.
 PHOTO_CREDITS: dict[str, str] = {
@@ -290,15 +292,23 @@ PHOTO_CREDITS: dict[str, str] = {
     "astronaut": "Astronaut Eileen Collins, from the NASA Great Images database, public domain "
                  "(scikit-image sample data 'astronaut')",
     "camera": "Gray-level 'camera' image; photo by Lav Varshney, CC0 (scikit-image sample data 'camera')",
+    "motorcycle": "A motorcycle in a studio, the left view of a stereo pair from the Middlebury 2014 stereo data "
+                  "set (Scharstein et al. 2014), CC0 per scikit-image (scikit-image sample data 'stereo_motorcycle')",
+    "grace_hopper": "Rear Admiral Grace Hopper, official US Navy portrait (1984), public domain (matplotlib sample "
+                    "data 'grace_hopper.jpg')",
+    "cat_and_coffee": "Made by the course from 'cat' and 'coffee' (credits above): each photo's central square, "
+                      "224 x 224, side by side on a grey canvas",
 }
 
 
 def sample_photo(name: str) -> np.ndarray:
     """One of the sample photos as a fresh (H, W, 3) uint8 RGB array, yours to modify. They ship with scikit-image,
     so no download is needed (names in :data:`SAMPLE_PHOTOS`, credits in :data:`PHOTO_CREDITS`): ``"cat"`` (Chelsea
-    the cat, 300 x 451), ``"coffee"`` (a coffee cup, 400 x 600), ``"rocket"`` (a Falcon 9 launch, 427 x 640),
-    ``"astronaut"`` (astronaut Eileen Collins, 512 x 512) and ``"camera"`` (a grayscale photo, 512 x 512, returned
-    as RGB with R = G = B). An unknown name raises ``ValueError`` suggesting the closest one."""
+    the cat, 300 x 451), ``"coffee"`` (a coffee cup, 400 x 600), ``"cat_and_coffee"`` (the two side by side, 448 x
+    448: one image with two objects, for class-discriminative maps), ``"rocket"`` (a Falcon 9 launch, 427 x 640),
+    ``"astronaut"`` (astronaut Eileen Collins, 512 x 512), ``"motorcycle"`` (500 x 741), ``"grace_hopper"``
+    (shipped with matplotlib, 600 x 512) and ``"camera"`` (a grayscale photo, 512 x 512, returned as RGB with
+    R = G = B). An unknown name raises ``ValueError`` suggesting the closest one."""
     if not isinstance(name, str):
         raise TypeError(f"the photo name must be a str, got {type(name).__name__}")
     if name not in SAMPLE_PHOTOS:
@@ -312,9 +322,28 @@ def sample_photo(name: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _skimage_photo(name: str) -> np.ndarray:
-    """The raw array from skimage.data (cached, read-only)."""
-    import skimage.data  # imported here: scikit-image is slow to import
+    """The raw array from skimage.data, matplotlib's sample data or the two (cached, read-only)."""
+    if name == "grace_hopper":
+        import matplotlib.cbook
 
-    photo = getattr(skimage.data, _SKIMAGE_NAMES.get(name, name))()
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+            photo = load_image(f.read())
+    elif name == "cat_and_coffee":
+        photo = np.full((448, 448, 3), 128, np.uint8)  # grey, so that neither photo's background continues
+        for column, part in enumerate(("cat", "coffee")):
+            photo[112:336, 224 * column:224 * (column + 1)] = _central_square(_skimage_photo(part), 224)
+    else:
+        import skimage.data  # imported here: scikit-image is slow to import
+
+        photo = getattr(skimage.data, _SKIMAGE_NAMES.get(name, name))()
+        photo = photo[0] if name == "motorcycle" else photo  # (left, right, disparity): the left view
     photo.setflags(write=False)
     return photo
+
+
+def _central_square(photo: np.ndarray, side: int) -> np.ndarray:
+    """The photo's central square, resized to ``side`` x ``side`` (PIL's bicubic: the same on every CPU)."""
+    h, w = photo.shape[:2]
+    s = min(h, w)
+    crop = photo[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((side, side), Image.BICUBIC))

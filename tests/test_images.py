@@ -722,7 +722,8 @@ def test_exif_orientation_jpeg(tmp_path, orientation, top, bottom):
 
 @pytest.mark.parametrize("name, shape", [
     ("cat", (300, 451, 3)), ("coffee", (400, 600, 3)), ("rocket", (427, 640, 3)),
-    ("astronaut", (512, 512, 3)), ("camera", (512, 512, 3)),
+    ("astronaut", (512, 512, 3)), ("camera", (512, 512, 3)), ("motorcycle", (500, 741, 3)),
+    ("grace_hopper", (600, 512, 3)), ("cat_and_coffee", (448, 448, 3)),
 ])
 def test_sample_photos(name, shape):
     photo = sample_photo(name)
@@ -745,17 +746,19 @@ def test_sample_photo_cat_is_skimage_chelsea():
 
 
 def test_sample_photo_names_and_credits():
-    assert SAMPLE_PHOTOS == ("cat", "coffee", "rocket", "astronaut", "camera")
+    assert SAMPLE_PHOTOS == ("cat", "coffee", "cat_and_coffee", "rocket", "astronaut", "motorcycle", "grace_hopper",
+                             "camera")
     assert set(PHOTO_CREDITS) == set(SAMPLE_PHOTOS)
     assert "Stefan van der Walt" in PHOTO_CREDITS["cat"]
     assert "Eileen Collins" in PHOTO_CREDITS["astronaut"]
+    assert "public domain" in PHOTO_CREDITS["grace_hopper"] and "Middlebury" in PHOTO_CREDITS["motorcycle"]
 
 
 @pytest.mark.parametrize("typo, suggestion", [("catt", "cat"), ("cofee", "coffee"),
                                               ("astronot", "astronaut"), ("chelsea", "cat")])
 def test_unknown_sample_photo_suggests_close_match(typo, suggestion):
     with pytest.raises(ValueError, match=rf"unknown sample photo '{typo}'; did you mean "
-                                         rf"'{suggestion}'\? Available: cat, coffee, rocket"):
+                                         rf"'{suggestion}'\? Available: cat, coffee, cat_and_coffee, rocket"):
         sample_photo(typo)
 
 

@@ -186,9 +186,10 @@ def test_fourier_images_are_smoother_than_pixel_images():
 
 
 def test_colour_matrix_is_the_photos_colour_covariance_root():
-    from course_utils.images import SAMPLE_PHOTOS, sample_photo
+    from course_utils.images import sample_photo
 
-    px = np.concatenate([sample_photo(n).reshape(-1, 3) / 255.0 for n in SAMPLE_PHOTOS])
+    photos = ["cat", "coffee", "rocket", "astronaut", "camera"]  # the five photos the matrix was computed from
+    px = np.concatenate([sample_photo(n).reshape(-1, 3) / 255.0 for n in photos])
     u, s, _ = np.linalg.svd(np.cov(px.T))
     m = u * np.sqrt(s)
     m /= np.linalg.norm(m, axis=0).max()
