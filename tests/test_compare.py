@@ -85,7 +85,7 @@ def test_the_model_runs_only_for_what_is_new(dashboard):
 
 def test_vgg_says_cam_does_not_apply_and_models_are_handed_back_unchanged(imagenet_cache):
     ex = widgets.CompareExplorer(k=3)
-    assert ex.controls["model"].options == ("course", "resnet18", "resnet50", "vgg16")
+    assert ex.controls["model"].options == ("course", "efficientnet_lite0", "resnet18", "resnet50", "vgg16")
     vgg = widgets.cached_model("vgg16").model
     before = model_state(vgg)
     ex.controls["model"].value = "vgg16"

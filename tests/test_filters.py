@@ -209,7 +209,7 @@ def test_explorer_first_control_is_a_dropdown_and_offline_models(empty_torch_hom
     ex = FilterExplorer()
     first = next(iter(ex.controls.values()))
     assert isinstance(first, w.Dropdown) and first.description == "Model"
-    assert ex.controls["model"].options == ("course", "course (random init)")
+    assert ex.controls["model"].options == ("course", "course (random init)", "efficientnet_lite0")
     assert ex.controls["layer"].options == tuple(list_layers(model_for("course"), "conv"))
     assert bytes(ex.view.value).startswith(PNG_MAGIC) and ex.renders == 1 and ex.message.value == ""
     assert (ex.controls["out_channel"].max, ex.controls["in_channel"].max) == (15, 2)
@@ -250,7 +250,8 @@ def test_explorer_per_filter_toggle_changes_the_picture(empty_torch_home):
 
 def test_explorer_offers_imagenet_models_when_present(imagenet_cache):
     ex = FilterExplorer()
-    assert ex.controls["model"].options == ("course", "course (random init)", "resnet18", "resnet50", "vgg16")
+    assert ex.controls["model"].options == ("course", "course (random init)", "efficientnet_lite0", "resnet18",
+                                            "resnet50", "vgg16")
     before = bytes(ex.view.value)
     ex.controls["model"].value = "resnet18"
     assert ex.message.value == "" and bytes(ex.view.value) != before

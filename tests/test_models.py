@@ -87,7 +87,8 @@ def test_unknown_model_name_suggests_the_close_one():
 
 
 def test_available_models_without_cache_and_without_network(empty_torch_home, no_network):
-    assert available_models() == {"course": True, "resnet18": False, "resnet50": False, "vgg16": False}
+    assert available_models() == {"course": True, "efficientnet_lite0": True, "resnet18": False, "resnet50": False,
+                                  "vgg16": False}  # the two that install with the course, and no others
 
 
 def test_uncached_weights_fail_fast_with_instructions(empty_torch_home, no_network):
@@ -167,7 +168,7 @@ def test_download_command_lists_what_is_here(imagenet_cache, no_network, capsys)
 
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert all(f"{n:10s} ready" in out for n in models.model_names())
+    assert all(f"{n:18s} ready" in out for n in models.model_names())
 
 
 def test_the_shortcut_model_learned_the_background():
@@ -484,7 +485,7 @@ def test_records_of_one_architecture_agree_on_the_default_layers():
         by_arch.setdefault(r.architecture, set()).add((r.cam_layer, r.fc, r.gradcam_layer))
     assert all(len(defaults) == 1 for defaults in by_arch.values()), by_arch
     assert "shortcut" in models.MODELS and "shortcut" not in models.model_names()  # loaded by name, never offered
-    assert [n for n in models.model_names() if models.MODELS[n].shipped] == ["course"]
+    assert [n for n in models.model_names() if models.MODELS[n].shipped] == ["course", "efficientnet_lite0"]
 
 
 @pytest.mark.parametrize("name", [n for n, r in models.MODELS.items() if not r.shipped])

@@ -540,7 +540,7 @@ def test_explorer_offers_imagenet_models_when_present(imagenet_cache):
     from course_utils.widgets import SaliencyExplorer
 
     ex = SaliencyExplorer(k=4)
-    assert ex.controls["model"].options == ("course", "resnet18", "resnet50", "vgg16")
+    assert ex.controls["model"].options == ("course", "efficientnet_lite0", "resnet18", "resnet50", "vgg16")
     ex.controls["image"].value = "photo: coffee"
     ex.controls["model"].value = "resnet18"
     assert ex.message.value == "" and len(ex.controls["target"].options) == 4

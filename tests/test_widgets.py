@@ -47,7 +47,7 @@ def test_image_choices_cover_scenes_and_every_sample_photo():
 
 def test_explorer_draws_at_once_and_redraws_on_every_control(empty_torch_home):
     ex = PredictionExplorer()
-    assert ex.controls["model"].options == ("course",)  # no ImageNet weights here
+    assert ex.controls["model"].options == ("course", "efficientnet_lite0")  # no downloaded weights here
     first = bytes(ex.view.value)
     assert first.startswith(PNG_MAGIC) and ex.renders == 1
     ex.controls["image"].value = "scene 3"
@@ -77,7 +77,7 @@ def test_uploaded_image_is_shown_and_a_bad_upload_is_a_message_not_a_crash(empty
 
 def test_imagenet_models_are_offered_when_their_weights_are_cached(imagenet_cache):
     ex = PredictionExplorer()
-    assert ex.controls["model"].options == ("course", "resnet18", "resnet50", "vgg16")
+    assert ex.controls["model"].options == ("course", "efficientnet_lite0", "resnet18", "resnet50", "vgg16")
     ex.controls["image"].value = "photo: cat"
     ex.controls["model"].value = "resnet18"
     assert ex.message.value == "" and ex.renders == 3
