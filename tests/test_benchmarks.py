@@ -87,10 +87,12 @@ def test_absent_peers_are_marked_not_installed(blocked):
 
 def test_every_explorer_change_is_timed(blocked):
     report = blocked[0]
-    timed = [(e.explorer, e.change) for e in report.explorers]
-    expected = [(name, label) for name, (_, changes) in bench.EXPLORERS.items()
+    timed = [(e.model, e.explorer, e.change) for e in report.explorers]
+    expected = [(model, name, label) for model in ["course", "efficientnet_lite0"]
+                for name, (_, changes) in bench.EXPLORERS.items()
+                if model == "course" or name in bench.PHOTO_EXPLORERS
                 for label in [bench.OPEN, *(c.label for c in changes)]]
-    assert timed == expected
+    assert timed == expected and len(bench.PHOTO_EXPLORERS) == 10
     assert all(e.seconds is not None and math.isfinite(e.seconds) and e.seconds > 0 for e in report.explorers)
 
 
@@ -124,16 +126,17 @@ def test_the_markdown_has_a_header_and_well_formed_tables(blocked):
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d · ", text, re.MULTILINE)
     assert "ratio = time / forward-only time of the same model in this run" in text
     tables = markdown_tables(text)
-    assert len(tables) == 2  # the course model, the explorers
+    assert len(tables) == 3  # the course model, the explorers on scenes, the explorers on photos
     for table in tables:
         header = cells(table[0])
         assert all(re.fullmatch(r":?-+:?", c) for c in cells(table[1])) and len(cells(table[1])) == len(header)
         assert all(len(cells(row)) == len(header) for row in table[2:])
-    model_table, explorer_table = tables
+    model_table, explorer_table, photo_table = tables
     assert cells(model_table[0]) == ["method", "ours", "ours ms", *bench.PEERS]
     assert [cells(row)[0] for row in model_table[2:]] == bench.METHODS
     assert cells(model_table[2])[1] == "1.00"
-    assert len(explorer_table) - 2 == len(report.explorers)
+    assert len(explorer_table) - 2 + len(photo_table) - 2 == len(report.explorers)
+    assert "## Explorers (efficientnet_lite0, photos)" in text
 
 
 def test_installed_peers_give_a_ratio_or_say_why_not():

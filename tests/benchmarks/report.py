@@ -1,10 +1,10 @@
 """The performance report: what each method costs, as a multiple of one forward pass.
 
-    .venv/bin/python tests/benchmarks/report.py [--models course resnet50 vgg16] [--reps 7]
+    .venv/bin/python tests/benchmarks/report.py [--models course efficientnet_lite0 resnet50 vgg16] [--reps 7]
                                                 [--markdown FILE] [--no-peers] [--no-explorers] [--quick]
 
-For each model (the trained course model at 64², ResNet-50 and VGG-16 at 224² with
-random weights; CPU, batch 1, eval mode, torch's default number of threads) every
+For each model (the trained course model at 64², EfficientNet-Lite0 with its ImageNet
+weights on the cat photo, ResNet-50 and VGG-16 at 224² with random weights; CPU, batch 1, eval mode, torch's default number of threads) every
 method of the course is timed, and so is the same work done by the peer libraries
 that are installed (``pip install -e ".[bench]"``: captum, grad-cam, torchcam,
 torch-lucent). The headline is a ratio: the method's time over the forward-only
@@ -15,7 +15,8 @@ machine noise hits them alike. "autograd floor" is a forward pass and
 ``torch.autograd.grad`` to the input written inline, with no library code: every
 gradient to the input costs at least that.
 
-Then the explorers' latencies on the course model: from setting a control's
+Then the explorers' latencies on the course model (scenes) and on EfficientNet-Lite0
+(photos): from setting a control's
 ``.value`` to the new picture (the redraw is synchronous outside a kernel), with the
 explorer's caches emptied first where the change is meant to compute something new.
 
@@ -55,7 +56,7 @@ from course_utils.hooks import get_layer
 from course_utils.images import sample_photo
 from course_utils.methods import METHODS as REGISTRY
 from course_utils.methods import Explainer
-from course_utils.models import MODELS, load_model
+from course_utils.models import IMAGENET_MEAN, MODELS, load_model
 from course_utils.scenes import make_scenes
 
 # --- what is measured ----------------------------------------------------------------------
@@ -91,6 +92,7 @@ COLUMNS = [OURS, *PEERS]
 NOT_INSTALLED = "not installed"
 NOT_APPLICABLE = "n/a"  # the method cannot work on this model (CAM on VGG-16)
 NO_SUCH_METHOD = "—"  # the library does not offer it
+RELU_MODULES_ONLY = "n/a: nn.ReLU only"  # the peer's ReLU rule hooks nn.ReLU modules: a ReLU6 network gets none
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,8 @@ class ModelSpec:
 
 MODEL_SPECS = {
     name: ModelSpec(MODELS[name].input_size, MODELS[name].gradcam_layer, middle, MODELS[name].cam_layer, other=other)
-    for name, middle, other in [("course", "features.relu3", 3), ("resnet50", "layer3", 285),
-                                ("vgg16", "features.15", 285)]
+    for name, middle, other in [("course", "features.relu3", 3), ("efficientnet_lite0", "blocks.10", 285),
+                                ("resnet50", "layer3", 285), ("vgg16", "features.15", 285)]
 }
 CHANNEL = 11  # the unit activation maximization raises
 IMAGENET_CLASS = 281  # "tabby cat": the class explained on ImageNet models
@@ -165,6 +167,7 @@ class ExplorerRow:
     change: str
     seconds: float | None
     note: str = ""
+    model: str = "course"
 
 
 @dataclass
@@ -269,6 +272,10 @@ def build_bench(name: str) -> Bench:
         scene = make_scenes(1, seed=0)[0]
         return Bench(name, spec, loaded.model, loaded.batch([scene.image]), scene.label, loaded.mean, loaded.std)
     record = MODELS[name]  # the architecture and preprocessing load_model uses
+    if record.source == "package":  # real weights that install with the course: the model itself
+        loaded = load_model(name)
+        return Bench(name, spec, loaded.model, loaded.batch([sample_photo("cat")]), IMAGENET_CLASS, loaded.mean,
+                     loaded.std)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = record.build().eval()
@@ -402,7 +409,8 @@ def _lucent(method: str, b: Bench, s: Settings) -> Timed:
         raise KeyError(method)
     m, spec, n = b.model_for("lucent"), b.spec, s.optvis_steps
     course = b.name == "course"
-    if course:  # lucent normalizes with ImageNet's statistics; the course model has its own
+    own = tuple(b.mean) != IMAGENET_MEAN
+    if own:  # lucent normalizes with ImageNet's statistics; the course model and EfficientNet have their own
         mean = torch.tensor(b.mean).view(1, 3, 1, 1)
         std = torch.tensor(b.std).view(1, 3, 1, 1)
         transforms = [*transform.standard_transforms, lambda img: (img - mean) / std]
@@ -417,7 +425,7 @@ def _lucent(method: str, b: Bench, s: Settings) -> Timed:
     def ascend(_):
         render.render_vis(m, objectives.channel(spec.middle.replace(".", "_"), CHANNEL),
                           param_f=lambda: param.image(spec.size), transforms=transforms, thresholds=(n,),
-                          preprocess=not course, show_image=False, progress=False,
+                          preprocess=not own, show_image=False, progress=False,
                           fixed_image_size=spec.size if course else None)  # else it upsamples 64² to 224²
     return Timed(ascend, setup=unhook, per=n)
 
@@ -442,6 +450,8 @@ def plan(name: str, peers: dict[str, str]) -> tuple[dict[tuple[str, str], str], 
                 notes[method, column] = NO_SUCH_METHOD
             elif method == CAM and MODEL_SPECS[name].cam_layer is None:
                 notes[method, column] = NOT_APPLICABLE
+            elif column == "captum" and method in (GUIDED, DECONV) and name == "efficientnet_lite0":
+                notes[method, column] = RELU_MODULES_ONLY
             elif column != OURS and not peer_ok(peers[column]):
                 notes[method, column] = peers[column]
             else:
@@ -528,6 +538,14 @@ def run_model(name: str, peers: dict[str, str], s: Settings, tick) -> ModelResul
 #: Images never shown before by a fresh explorer (which opens on "scene 0").
 NEW_IMAGES = ["scene 1", "scene 2", "scene 3", "scene 4", "scene 5", "two objects 0", "two objects 1",
               "two objects 2"]
+#: The same for the ImageNet model, which the explorers are timed on with photos (opening on the cat).
+NEW_PHOTOS = ["photo: coffee", "photo: cat_and_coffee", "photo: rocket", "photo: motorcycle", "photo: grace_hopper",
+              "photo: camera", "photo: astronaut"]
+#: The explorers timed on EfficientNet-Lite0 too: those with a model control (the others work on scenes only).
+PHOTO_EXPLORERS = ["FeatureMapExplorer", "FilterExplorer", "PredictionExplorer", "SaliencyExplorer", "CAMExplorer",
+                   "GradCAMExplorer", "GuidedGradCAMExplorer", "ActivationMaxExplorer", "GraphExplorer",
+                   "CompareExplorer"]
+PHOTO_MODEL = "efficientnet_lite0"
 
 
 def _option_values(control) -> list:
@@ -619,13 +637,14 @@ OPEN = "open (first picture, one run)"
 
 
 def explorer_units(s: Settings) -> int:
-    """Progress-bar units of the explorer part: one per opening and per timed change."""
-    return sum(1 + len(changes) * s.explorer_rounds for _, changes in EXPLORERS.values())
+    """Progress-bar units of the explorer part: one per opening and per timed change, on each model."""
+    return sum((1 + len(changes) * s.explorer_rounds) * (1 + (name in PHOTO_EXPLORERS))
+               for name, (_, changes) in EXPLORERS.items())
 
 
-def _construct(cls, extra: dict):
+def _construct(cls, extra: dict, model: str = "course"):
     params = inspect.signature(cls).parameters
-    kwargs = {"models": ["course"]} if "models" in params else {}
+    kwargs = {"models": [model]} if "models" in params else {}
     kwargs.update({k: v for k, v in extra.items() if k in params})
     return cls(**kwargs)
 
@@ -660,10 +679,10 @@ def _forget(explorer, caches: tuple[str, ...]) -> None:
     for c in caches:
         kept[c].clear()
 
-def time_change(explorer, change: Change, s: Settings, tick) -> float:
+def time_change(explorer, change: Change, s: Settings, tick, photos: bool = False) -> float:
     """Median seconds from setting the control to the new picture (after a warm-up)."""
     name = type(explorer).__name__
-    values = _Cycle(change.values)
+    values = _Cycle(NEW_PHOTOS if photos and change.values is NEW_IMAGES else change.values)
     times = []
     for round_ in range(s.explorer_rounds):
         _forget(explorer, change.forget)
@@ -681,32 +700,37 @@ def time_change(explorer, change: Change, s: Settings, tick) -> float:
     return statistics.median(times)
 
 
-def run_explorers(s: Settings, tick) -> list[ExplorerRow]:
-    """Each explorer on the course model: its opening, then each change."""
-    widgets.cached_model("course")  # loaded once per kernel: not part of any explorer's opening
-    rows = []
+def run_explorers(s: Settings, tick, model: str = "course") -> list[ExplorerRow]:
+    """Each explorer on ``model``: its opening, then each change. On the ImageNet model
+    (:data:`PHOTO_MODEL`) only those of :data:`PHOTO_EXPLORERS`, on photos."""
+    widgets.cached_model(model)  # loaded once per kernel: not part of any explorer's opening
+    photos, rows = model != "course", []
     for name, (extra, changes) in EXPLORERS.items():
+        if photos and name not in PHOTO_EXPLORERS:
+            continue
         cls = getattr(widgets, name, None)
         if cls is None:
-            rows.append(ExplorerRow(name, OPEN, None, "not in this version of course_utils"))
+            rows.append(ExplorerRow(name, OPEN, None, "not in this version of course_utils", model))
             for _ in range(1 + len(changes) * s.explorer_rounds):
                 tick()
             continue
         start = time.perf_counter()
-        explorer = _construct(cls, extra)
-        rows.append(ExplorerRow(name, OPEN, time.perf_counter() - start))
+        explorer = _construct(cls, extra, model)
+        rows.append(ExplorerRow(name, OPEN, time.perf_counter() - start, model=model))
         tick()
+        if photos and "image" in explorer.controls:  # the first photo, before timing
+            explorer.controls["image"].value = "photo: cat"
         if name == "ActivationMaxExplorer":  # the smallest run the slider offers, before timing
             explorer.controls["steps"].value = explorer.controls["steps"].min
         for change in changes:
-            rows.append(ExplorerRow(name, change.label, time_change(explorer, change, s, tick)))
+            rows.append(ExplorerRow(name, change.label, time_change(explorer, change, s, tick, photos), model=model))
     return rows
 
 
 # --- the whole report ------------------------------------------------------------------------------------
 
 
-def run(models=("course", "resnet50", "vgg16"), settings: Settings | None = None, *, peers: bool = True,
+def run(models=("course", "efficientnet_lite0", "resnet50", "vgg16"), settings: Settings | None = None, *, peers: bool = True,
         explorers: bool = True, progress: bool = True) -> Report:
     """Measure everything and return the :class:`Report` (nothing is printed)."""
     from tqdm.auto import tqdm
@@ -726,6 +750,8 @@ def run(models=("course", "resnet50", "vgg16"), settings: Settings | None = None
         if explorers:
             bar.set_postfix_str("explorers")
             report.explorers = run_explorers(s, lambda: bar.update(1))
+            bar.set_postfix_str(f"explorers, {PHOTO_MODEL}")
+            report.explorers += run_explorers(s, lambda: bar.update(1), PHOTO_MODEL)
     return report
 
 
@@ -751,7 +777,7 @@ def _legend(s: Settings) -> str:
     warmup = " after a warm-up" if s.warmup else " (no warm-up)"
     return (f"**ratio = time / forward-only time of the same model in this run** (1.00 = one forward pass; lower "
             f"is cheaper). Median of {s.reps} interleaved rounds{warmup}; CPU, batch 1, eval mode; the "
-            "trained course model, ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
+            "trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
             f"({s.smoothgrad_samples} in one batch), activation maximization per step ({s.optvis_steps}-step runs, "
             "Fourier image, jitter/scale/rotate). `ours ms` is the bare time. "
             f"{NO_SUCH_METHOD} = the library has no such method; {NOT_APPLICABLE} = the method cannot work on "
@@ -778,18 +804,21 @@ def to_markdown(report: Report) -> str:
         rows = [[method, cells[OURS].text(), _ms(cells[OURS].seconds), *(cells[c].text() for c in COLUMNS[1:])]
                 for method, cells in r.rows.items()]
         out += _table(["method", "ours", "ours ms", *COLUMNS[1:]], rows, right=set(range(1, len(COLUMNS) + 2)))
-    if report.explorers:
-        title = (f"## Explorers (course model): from a control's new value to the new picture "
+    for model, what in [("course", "course model, scenes"), (PHOTO_MODEL, f"{PHOTO_MODEL}, photos")]:
+        shown = [e for e in report.explorers if e.model == model]
+        if not shown:
+            continue
+        title = (f"## Explorers ({what}): from a control's new value to the new picture "
                  f"(median of {s.explorer_reps}, ms)")
         out += ["", title, ""]
-        rows = [[e.explorer, e.change, _ms(e.seconds) if e.seconds is not None else e.note] for e in report.explorers]
+        rows = [[e.explorer, e.change, _ms(e.seconds) if e.seconds is not None else e.note] for e in shown]
         out += _table(["explorer", "change", "ms"], rows, right={2})
     return "\n".join(out) + "\n"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=list(MODEL_SPECS), help="default: all three")
+    parser.add_argument("--models", nargs="+", choices=list(MODEL_SPECS), help="default: all four")
     parser.add_argument("--reps", type=int, help="timed rounds per case (default 7)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries even if installed")
