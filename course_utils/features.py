@@ -78,8 +78,8 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: str | Sequence[str])
 
 def feature_layers(model: nn.Module) -> list[str]:
     """Names of the layers whose outputs are spatial maps worth looking at:
-    convolutions, ReLUs and (non-adaptive) pooling layers, in definition order."""
-    spatial = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d)
+    convolutions, ReLUs (ReLU6 too) and (non-adaptive) pooling layers, in definition order."""
+    spatial = (nn.Conv2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d)
     return [name for name, m in model.named_modules() if name and isinstance(m, spatial)]
 
 

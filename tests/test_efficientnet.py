@@ -90,9 +90,29 @@ def test_block_output_shapes_for_a_224_input():
                       "blocks.10": (112, 14, 14), "blocks.15": (320, 7, 7), "head": (1280, 7, 7)}
 
 
+#: The logits of the cat and the coffee photo, recorded once from this module *and* from timm's independent
+#: ``tf_efficientnet_lite0`` loaded with the same tensors (the two agreed exactly): the top five
+#: (class, logit), the sum and the norm of the 1000 logits. Other CPUs differ by about 1e-5.
+FINGERPRINT = {
+    "cat": ([(282, 9.1533), (285, 9.0859), (281, 8.3313), (287, 6.1832), (904, 3.5649)], -60.216, 38.4614),
+    "coffee": ([(967, 11.4122), (968, 7.2698), (925, 6.5662), (960, 5.9583), (504, 5.7719)], -64.277, 34.7728),
+}
+
+
+def test_logits_match_the_recorded_fingerprint(lite0, photos):
+    with torch.no_grad():
+        logits = lite0.model(photos).double()
+    for row, (top, total, norm) in zip(logits, FINGERPRINT.values()):
+        values, classes = row.topk(5)
+        assert classes.tolist() == [c for c, _ in top]
+        np.testing.assert_allclose(values.numpy(), [v for _, v in top], atol=2e-3)
+        assert row.sum().item() == pytest.approx(total, abs=5e-3) and row.norm().item() == pytest.approx(norm, abs=2e-3)
+
+
 def test_logits_equal_timms_tf_efficientnet_lite0(lite0, photos):
-    """An independent implementation (timm's, with TensorFlow's SAME padding) with the same tensors."""
-    timm = pytest.importorskip("timm", reason="timm is in the test extras: pip install -e '.[test]'")
+    """An independent implementation (timm's, with TensorFlow's SAME padding) with the same tensors.
+    timm comes with the bench extra (pip install -e '.[bench]'); the fingerprint above always runs."""
+    timm = pytest.importorskip("timm", reason="timm is in the bench extra: pip install -e '.[bench]'")
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     ours = torch.load(RECORD.weights.path(), map_location="cpu", weights_only=True)
     theirs = reference.state_dict()
@@ -318,3 +338,35 @@ def test_plain_relu6_rule_equals_finite_differences_in_float64():
             numeric[i] = (net(x + e) - net(x - e)).item() / (2 * h)
     torch.testing.assert_close(grad[0], numeric, rtol=1e-6, atol=1e-8)
     assert not math.isclose(grad.abs().sum().item(), 0.0)
+
+
+# --- the explorers offer it -------------------------------------------------------------------------------------
+
+def test_the_feature_map_explorer_switches_to_it_and_back(empty_torch_home):
+    from course_utils.widgets import FeatureMapExplorer
+
+    ex = FeatureMapExplorer()
+    assert ex.controls["model"].options == ("course", NAME) and ex.controls["layer"].value == "features.relu1"
+    ex.controls["model"].value = NAME
+    layers = ex.controls["layer"].options
+    assert len(layers) == 49 + 33 and ex.controls["layer"].value == "stem.relu"  # convolutions and ReLU6s
+    assert [v for _, v in ex.controls["page"].options] == [0, 16] and ex.controls["channel"].max == 31
+    ex.controls["image"].value = "photo: cat"
+    ex.controls["layer"].value = "head.relu"
+    assert ex.controls["channel"].max == 1279 and ex.message.value == ""
+    assert tuple(ex.maps()[1]["head.relu"].shape) == (1280, 7, 7)
+    ex.controls["model"].value = "course"
+    assert ex.controls["layer"].value == "features.relu1" and ex.controls["channel"].max == 15
+    assert ex.message.value == "" and not any(hook_counts(ex.loaded.model).values())
+
+
+def test_the_dashboard_opens_on_a_photo_with_it(empty_torch_home):
+    from course_utils.widgets import CompareExplorer
+
+    ex = CompareExplorer(model=NAME, image="photo: cat_and_coffee")
+    assert ex.controls["model"].value == NAME and ex.controls["image"].value == "photo: cat_and_coffee"
+    assert ex.target()[0] == 285 and ex.controls["layer"].value == "head" and ex.message.value == ""
+    with pytest.raises(ValueError, match="model 'vgg16' is not offered here"):
+        CompareExplorer(model="vgg16")
+    with pytest.raises(ValueError, match="unknown image 'photo: dog'"):
+        CompareExplorer(image="photo: dog")

@@ -27,7 +27,7 @@ def test_the_dashboard_is_one_explorer_between_what_it_shows_and_what_to_see():
     """Voilà shows markdown and outputs only: the app is the explorer framed by its prose."""
     nb = nbformat.read(DASHBOARD, as_version=4)
     assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown"]
-    assert "CompareExplorer()" in nb.cells[1].source and "What to see" in nb.cells[2].source
+    assert "CompareExplorer(" in nb.cells[1].source and "What to see" in nb.cells[2].source
     assert nb.metadata.get("widgets"), "widget state not stored: viewers would show no dashboard"
 
 

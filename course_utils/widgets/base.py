@@ -212,17 +212,25 @@ class ClassExplorer(Explorer):
 
     Each image (per model) runs through :meth:`prepare` once, after every control exists, and its
     :class:`Prepared` record is kept for ``cache_size`` inputs: a new class or display does not
-    run the model again.
+    run the model again. ``model`` and ``image`` choose what it opens on (the first model offered
+    and the first scene by default).
     """
 
-    def __init__(self, models: list[str] | None = None, k: int = 6, cache_size: int = 16, columns: int = 3):
+    def __init__(self, models: list[str] | None = None, k: int = 6, cache_size: int = 16, columns: int = 3, *,
+                 model: str | None = None, image: str = "scene 0"):
         self.models = offered_models() if models is None else models
+        if model is not None and model not in self.models:
+            raise ValueError(f"model {model!r} is not offered here; choose one of {self.models}")
+        if image not in image_choices():
+            raise ValueError(f"unknown image {image!r}; choose one of {image_choices()}")
+        self.start = (model or self.models[0], image)
         self.k, self.cache_size, self.columns = k, cache_size, columns
         self._inputs = Cache(cache_size)  # (model, image, upload digest) -> Prepared
         super().__init__()
 
     def make_controls(self) -> dict[str, w.Widget]:
-        return {**image_controls(), "model": w.Dropdown(options=self.models, value=self.models[0], description="Model"),
+        model, image = self.start
+        return {**image_controls(image), "model": w.Dropdown(options=self.models, value=model, description="Model"),
                 "target": w.Dropdown(options=[], description="Class")}
 
     def callbacks(self) -> dict:

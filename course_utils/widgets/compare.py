@@ -42,14 +42,15 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
     the maximum over colours (lesson 04's "abs" display); CAM and Grad-CAM maps are laid over the
     image; feature maps are the layer's 16 most active channels, each scaled to its own range."""
 
-    def __init__(self, models: list[str] | None = None, k: int = 6, panels=None, cache_size: int = 128):
+    def __init__(self, models: list[str] | None = None, k: int = 6, panels=None, cache_size: int = 128, *,
+                 model: str | None = None, image: str = "scene 0"):
         self.offered = offered_panels()
         unknown = [p for p in panels or () if p not in self.offered]
         if unknown:
             raise ValueError(f"unknown panel(s) {unknown}; choose among {self.offered}")
         self.panels = tuple(panels or self.offered)
         self._results = Cache(cache_size)  # (model, image, upload, class, panel, layer) -> data
-        super().__init__(models, k=k)
+        super().__init__(models, k=k, model=model, image=image)
 
     def make_controls(self) -> dict[str, w.Widget]:
         return {**super().make_controls(), "layer": self.layer_control(),

@@ -10,61 +10,98 @@ from matplotlib.figure import Figure
 
 from .. import figures
 from ..features import NORMALIZATIONS, channel_pages, feature_layers, feature_maps
+from ..images import ImageLoadError, load_image
 from .base import Cache, Explorer, cached_model
-from .choices import choose_image, image_controls
+from .choices import choose_image, image_controls, offered_models
 
 __all__ = ["FeatureMapExplorer"]
 
 
 class FeatureMapExplorer(Explorer):
-    """Pick an image and a layer of the course model: see a page of its channels,
-    displayed with the chosen normalization, and one channel enlarged next to the input."""
+    """Pick an image, a model and a layer: see a page of its channels, displayed with the chosen
+    normalization, and one channel enlarged next to the input. The layers are the model's
+    convolutions, ReLUs (ReLU6 too) and pooling layers; ``layer`` is where it opens (by default
+    the first ReLU)."""
 
-    def __init__(self, layer: str = "features.relu1", per_page: int = 16, cache_size: int = 8):
-        self.loaded = cached_model("course")
-        self.layers = feature_layers(self.loaded.model)
-        if layer not in self.layers:
-            raise ValueError(f"choose a layer among {self.layers}, not {layer!r}")
-        self.layer, self.per_page = layer, per_page
-        self._cache = Cache(cache_size)  # image key -> (input for display, {layer: maps})
+    def __init__(self, layer: str | None = None, per_page: int = 16, cache_size: int = 8,
+                 models: list[str] | None = None, model: str | None = None):
+        self.models = offered_models() if models is None else models
+        if model is not None and model not in self.models:
+            raise ValueError(f"model {model!r} is not offered here; choose one of {self.models}")
+        self.model = model or self.models[0]
+        self._layers: dict[str, list[str]] = {}  # model -> its feature layers
+        self._widths: dict[str, dict[str, int]] = {}  # model -> {layer: channels}
+        if layer is not None and layer not in self.layers(self.model):
+            raise ValueError(f"choose a layer among {self.layers(self.model)}, not {layer!r}")
+        self.layer, self.per_page = layer or self._first_relu(self.model), per_page
+        self._cache = Cache(cache_size)  # (model, image key) -> (input for display, {layer: maps})
         super().__init__()
+
+    @property
+    def loaded(self):
+        return cached_model(self.controls["model"].value if hasattr(self, "controls") else self.model)
+
+    def layers(self, model: str) -> list[str]:
+        if model not in self._layers:
+            self._layers[model] = feature_layers(cached_model(model).model)
+        return self._layers[model]
+
+    def _first_relu(self, model: str) -> str:
+        relus = [n for n in self.layers(model) if "relu" in n.rsplit(".", 1)[-1]]
+        return (relus or self.layers(model))[0]
 
     def make_controls(self) -> dict[str, w.Widget]:
         controls = image_controls()
-        # The first image's forward pass, done now, tells every layer's width (the same for
-        # any image, so fitting the controls to a layer never needs the chosen one); it is
-        # kept for the first picture.
-        self._widths = {name: maps.shape[0] for name, maps in self.maps(controls["image"].value)[1].items()}
-        n = self._widths[self.layer]
+        # The first image's forward pass, done now, tells every layer's width (the same for any
+        # image, so fitting the controls to a layer never needs the chosen one); it is kept for
+        # the first picture. Another model's widths come with its first image.
+        self._maps(self.model, (controls["image"].value, None))
+        n = self._widths[self.model][self.layer]
         return {
             **controls,
-            "layer": w.Dropdown(options=self.layers, value=self.layer, description="Layer"),
+            "model": w.Dropdown(options=self.models, value=self.model, description="Model"),
+            "layer": w.Dropdown(options=self.layers(self.model), value=self.layer, description="Layer"),
             "page": w.Dropdown(options=channel_pages(n, self.per_page), value=0, description="Channels"),
             "normalization": w.Dropdown(options=list(NORMALIZATIONS), description="Display"),
             "channel": w.IntSlider(value=0, min=0, max=n - 1, description="Enlarge", continuous_update=False),
         }
 
     def callbacks(self) -> dict:
-        return {**super().callbacks(), "layer": self._on_input}
+        return {**super().callbacks(), "model": self._on_input, "layer": self._on_input}
 
     def fit_to_input(self) -> None:
-        """Fit the page and channel controls to the chosen layer's number of channels."""
-        n, page = self._widths[self.controls["layer"].value], self.controls["page"]
+        """Fit the layer list to the chosen model, then the page and channel controls to the layer."""
+        model, layer = self.controls["model"].value, self.controls["layer"]
+        if list(layer.options) != self.layers(model):
+            kept = layer.value if layer.value in self.layers(model) else self._first_relu(model)
+            layer.options = self.layers(model)
+            layer.value = kept
+        if model not in self._widths:  # a model's first image tells its layers' widths
+            try:
+                self.maps()
+            except ImageLoadError:  # a bad upload: the widths are the same for any image (draw reports it)
+                self._maps(model, (self.controls["image"].options[0], None))
+        n, page = self._widths[model][layer.value], self.controls["page"]
         keep = page.value if page.value < n else 0
         page.options = channel_pages(n, self.per_page)
         page.value = keep
         self.controls["channel"].max = n - 1  # ipywidgets clamps the value
 
-    def maps(self, choice: str | None = None) -> tuple:
-        """(the input as the model sees it, {layer: maps}) for the chosen image, or for the
-        listed image ``choice``: one forward pass per image, then from the cache."""
-        key = self.image_key() if choice is None else (choice, None)  # (None: not an upload)
-        return self._cache.fetch(key, lambda: self._forward(choice))
+    def maps(self) -> tuple:
+        """(the input as the model sees it, {layer: maps}) for the chosen image and model: one
+        forward pass per image and model, then from the cache."""
+        return self._maps(self.controls["model"].value, self.image_key())
 
-    def _forward(self, choice: str | None):
-        x = self.loaded.batch([self.image() if choice is None else choose_image(choice)])
-        acts = feature_maps(self.loaded.model, x, self.layers)
-        return self.loaded.to_display(x)[0], {k: v[0].cpu() for k, v in acts.items()}
+    def _maps(self, model: str, key: tuple) -> tuple:
+        return self._cache.fetch((model, *key), lambda: self._forward(model, key))
+
+    def _forward(self, model: str, key: tuple):
+        loaded = cached_model(model)
+        choice, digest = key
+        x = loaded.batch([load_image(self._upload[1]) if digest else choose_image(choice)])
+        acts = feature_maps(loaded.model, x, self.layers(model))
+        self._widths.setdefault(model, {k: v.shape[1] for k, v in acts.items()})
+        return loaded.to_display(x)[0], {k: v[0].cpu() for k, v in acts.items()}
 
     def draw(self) -> Figure:
         (shown, acts), c = self.maps(), self.controls
