@@ -38,8 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import (RELU_RULES, capture, check_gradients_allowed, get_layer, layer_name, layer_names, model_guard,
-                    relu_rule)
+from .hooks import (RELU_RULES, capture, check_gradients_allowed, get_layer, layer_name, layer_names,
+                    model_guard, relu_rule)
 from .targets import check_input, resolve_targets, target_classes
 from .models import record_for
 from .saliency import guided_backprop
@@ -94,8 +94,7 @@ def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
     """(logits, the layer's maps, the linear head), after checking that CAM applies.
     ``layer`` and ``fc`` are dotted names, checked by the caller."""
     check_input(x)
-    with model_guard(model), torch.no_grad():
-        model.eval()
+    with model_guard(model, eval=True), torch.no_grad():
         with capture(model, layer) as acts:
             logits = model(x)
         if layer not in acts:
@@ -203,8 +202,7 @@ class GradCAM:
         self.layers = layer_names(model, layers)
         if not self.layers:
             raise ValueError("GradCAM needs at least one layer")
-        with model_guard(model), torch.enable_grad():
-            model.eval()
+        with model_guard(model, eval=True), torch.enable_grad():
             for p in model.parameters():  # record the graph from the layers up only
                 p.requires_grad_(False)
             with capture(model, self.layers, detach=False) as acts:

@@ -125,9 +125,12 @@ def get_layer(model: nn.Module, name: str | nn.Module) -> nn.Module:
     if not isinstance(name, str):
         raise TypeError("a layer is named by a string such as 'features.conv4' or given as a module "
                         f"of the model, got {_describe(name)}")
+    if name:
+        try:  # the quick way: follow the dotted path (no walk over every module)
+            return model.get_submodule(name)
+        except AttributeError:
+            pass
     modules = dict(model.named_modules())
-    if name in modules and name:
-        return modules[name]
     close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     convs = list_layers(model, "conv")
@@ -149,8 +152,9 @@ def hook_counts(model: nn.Module) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def model_guard(model: nn.Module) -> Iterator[nn.Module]:
-    """Hand the model back exactly as it came in, whatever happens inside.
+def model_guard(model: nn.Module, eval: bool = False) -> Iterator[nn.Module]:
+    """Hand the model back exactly as it came in, whatever happens inside; ``eval=True`` puts it
+    in eval mode for the block (``model.eval()``, skipped when it already is).
 
     Restored on exit (normal or by exception): every module's ``training``
     flag, every parameter's ``requires_grad``, every ``inplace`` flag, the
@@ -160,27 +164,34 @@ def model_guard(model: nn.Module) -> Iterator[nn.Module]:
     modules = list(model.modules())
     training = [m.training for m in modules]
     inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
-    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    params = {id(p): p for m in modules for p in m._parameters.values() if p is not None}  # no second walk
+    requires_grad = [(p, p.requires_grad) for p in params.values()]
     children = [(m, dict(m._modules)) for m in modules]
-    hooks = [(m, {d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS}) for m in modules]
+    hooks = [{d: set(table) for d in _HOOK_DICTS if (table := getattr(m, d, None))} for m in modules]  # most are empty
     try:
+        if eval and any(training):
+            model.eval()
         yield model
     finally:
-        for m, before in hooks:
-            for d, keys in before.items():
-                table = getattr(m, d, {})
-                for k in [k for k in table if k not in keys]:
-                    del table[k]
+        for m, before in zip(modules, hooks):
+            for d in _HOOK_DICTS:
+                table = getattr(m, d, None)
+                if table:
+                    keys = before.get(d, ())
+                    for k in [k for k in table if k not in keys]:
+                        del table[k]
         for m, kids in children:
             if m._modules != kids:
                 m._modules.clear()
                 m._modules.update(kids)
         for m, flag in zip(modules, training):
-            m.training = flag
+            if m.training != flag:  # (setting a module attribute is slow: only what changed)
+                m.training = flag
         for m, flag in inplace:
             m.inplace = flag
         for p, flag in requires_grad:
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
 
 
 # --- capturing activations and gradients ----------------------------------------

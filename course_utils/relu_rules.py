@@ -49,8 +49,10 @@ class _RuleReLU(torch.autograd.Function):
             return g.clamp(min=0), None, None, None
         if ctx.rule == "guided":
             g = g.clamp(min=0)
-        gate = out > 0 if ctx.top is None else (out > 0) & (out < ctx.top)
-        return g * gate, None, None, None
+        # PyTorch's own fused backward kernels: g where 0 < out (< top), else 0
+        if ctx.top is None:
+            return torch.ops.aten.threshold_backward(g, out, 0.0), None, None, None
+        return torch.ops.aten.hardtanh_backward(g, out, 0.0, ctx.top), None, None, None
 
 
 # Every way PyTorch spells a ReLU: nn.ReLU calls F.relu; F.relu_ is torch.relu_.

@@ -66,8 +66,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
     check_input(x)
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
-    with model_guard(model), torch.enable_grad():
-        model.eval()  # explain the model as it predicts; the guard restores the flags
+    with model_guard(model, eval=True), torch.enable_grad():  # explain the model as it predicts
         xg = x.detach().clone().requires_grad_(True)
         if rule == "plain":  # ordinary autograd: no need to intercept anything
             logits = model(xg)
@@ -131,8 +130,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
         per_copy = target  # a function of the output, applied to each batch of noisy copies
     else:
         if target is None:
-            with model_guard(model), torch.no_grad():  # the clean image fixes the class
-                model.eval()
+            with model_guard(model, eval=True), torch.no_grad():  # the clean image fixes the class
                 classes = model(x).argmax(dim=1).tolist()
         else:  # the form is checked now, the range against the logits of the first batch
             classes = class_list(target, n, n_classes=None)

@@ -236,8 +236,8 @@ def _module_gradient(model, x, target, rule):
     handles = [m.register_full_backward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU6)]
     try:
         x = x.clone().requires_grad_(True)
-        model(x)[0, target].backward()
-        return x.grad
+        (grad,) = torch.autograd.grad(model(x)[0, target], x)  # no .grad left on the shared model
+        return grad
     finally:
         for h in handles:
             h.remove()
