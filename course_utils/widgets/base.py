@@ -18,7 +18,7 @@ from .. import plotting
 from ..hooks import LayerNotFoundError
 from ..images import ImageLoadError, load_image
 from ..models import LoadedModel, load_model
-from .choices import choose_image, image_choices, image_controls, offered_models
+from .choices import choose_image, image_choices, image_controls, offered_models, opening_model
 
 __all__ = ["MODEL_CACHE", "Cache", "ClassExplorer", "Explorer", "Prepared", "cached_model", "disable_if_fixed"]
 
@@ -219,11 +219,9 @@ class ClassExplorer(Explorer):
     def __init__(self, models: list[str] | None = None, k: int = 6, cache_size: int = 16, columns: int = 3, *,
                  model: str | None = None, image: str = "scene 0"):
         self.models = offered_models() if models is None else models
-        if model is not None and model not in self.models:
-            raise ValueError(f"model {model!r} is not offered here; choose one of {self.models}")
         if image not in image_choices():
             raise ValueError(f"unknown image {image!r}; choose one of {image_choices()}")
-        self.start = (model or self.models[0], image)
+        self.start = (opening_model(self.models, model), image)
         self.k, self.cache_size, self.columns = k, cache_size, columns
         self._inputs = Cache(cache_size)  # (model, image, upload digest) -> Prepared
         super().__init__()

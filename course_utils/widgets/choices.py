@@ -13,7 +13,7 @@ from ..models import MODELS, available_models
 from ..scenes import make_scene
 
 __all__ = ["block_layers", "cam_models", "choose_image", "image_choices", "image_controls", "my_images_dir",
-           "offered_models", "opacity"]
+           "offered_models", "opacity", "opening_model"]
 
 #: Scenes offered by the explorers: (label, seed, index, objects).
 _SCENES = [(f"scene {i}", 1, i, 1) for i in range(6)] + [(f"two objects {i}", 2, i, 2) for i in range(3)]
@@ -64,6 +64,13 @@ def image_controls(value: str = "scene 0") -> dict[str, w.Widget]:
 def offered_models(exclude=()) -> list[str]:
     """The models whose weights are on this machine (the course model always is)."""
     return [name for name, here in available_models().items() if here and name not in exclude]
+
+
+def opening_model(models: list[str], model: str | None) -> str:
+    """The model an explorer opens on: ``model`` if it is one of ``models``, else the first of them."""
+    if model is not None and model not in models:
+        raise ValueError(f"model {model!r} is not offered here; choose one of {models}")
+    return model or models[0]
 
 
 def cam_models() -> list[str]:

@@ -12,7 +12,7 @@ from .. import figures
 from ..features import NORMALIZATIONS, channel_pages, feature_layers, feature_maps
 from ..images import ImageLoadError, load_image
 from .base import Cache, Explorer, cached_model
-from .choices import choose_image, image_controls, offered_models
+from .choices import choose_image, image_controls, offered_models, opening_model
 
 __all__ = ["FeatureMapExplorer"]
 
@@ -26,9 +26,7 @@ class FeatureMapExplorer(Explorer):
     def __init__(self, layer: str | None = None, per_page: int = 16, cache_size: int = 8,
                  models: list[str] | None = None, model: str | None = None):
         self.models = offered_models() if models is None else models
-        if model is not None and model not in self.models:
-            raise ValueError(f"model {model!r} is not offered here; choose one of {self.models}")
-        self.model = model or self.models[0]
+        self.model = opening_model(self.models, model)
         self._layers: dict[str, list[str]] = {}  # model -> its feature layers
         self._widths: dict[str, dict[str, int]] = {}  # model -> {layer: channels}
         if layer is not None and layer not in self.layers(self.model):
