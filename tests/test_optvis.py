@@ -287,6 +287,20 @@ def test_stop_ends_a_threaded_run_and_keeps_its_image(empty_torch_home):
     assert ex.message.value.startswith("stopped after ") and ex.controls["progress"].value < 512
 
 
+def test_a_threaded_run_answers_with_a_picture_after_its_first_step(empty_torch_home):
+    """Live frames after step 1 (a change shows a new picture within one step), then every 8
+    steps; the finished run's figure comes last."""
+    from course_utils.widgets import ActivationMaxExplorer
+
+    ex = ActivationMaxExplorer(threaded=True)
+    ex.wait(60)
+    frames = []
+    ex.view.observe(lambda change: frames.append(ex.controls["progress"].value), names="value")
+    ex.controls["steps"].value = 24
+    ex.wait(60)
+    assert frames == [1, 8, 16, 24, 24] and ex.message.value == ""
+
+
 # --- the L2 regularizer pulls towards grey (fails on a known mutation: its sign flipped) --------
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -93,8 +95,27 @@ def test_graph_explorer(imagenet_cache):
     assert ex.renders == 3  # one redraw for a new model, not one per control it resets
     assert "aten::add_" in ex.controls["op"].options and ex.controls["op"].value == "all"
     assert ex.controls["page"].max == (69 - 1) // 24  # 69 operations in ResNet-18
+    table = ex.table.value
     ex.controls["page"].value = 2
-    assert ex.renders == 4 and ex.message.value == ""
+    assert ex.renders == 3 and ex.message.value == ""  # a new page is a new table, not a new picture
+    assert ex.table.value != table and "operations 48–68 of 69" in ex.table.value
+
+
+def test_the_operations_table_lists_one_page_and_highlights_a_type():
+    from course_utils.widgets.graphs import operations_table
+
+    ops = [SimpleNamespace(op=f"aten::{kind}", layer=f"l{i}" if i else "", shape=(1, 4)) for i, kind in
+           enumerate(["conv", "relu", "relu"] * 10)]
+    page = operations_table(ops, chosen="aten::conv", page=1, rows=24)
+    rows = re.findall(r"<tr style='color:([^']*)'>(.*?)</tr>", page)
+    assert len(rows) == 6 and "operations 24–29 of 30" in page
+    assert [c for c, _ in rows[:3]] == ["#c44e00", "#9aa5b1", "#9aa5b1"]  # op 24 is a conv
+    assert re.findall(r"<td[^>]*>(.*?)</td>", rows[0][1]) == ["24", "l24", "conv", "(1, 4)"]
+    first = operations_table(ops, rows=24)
+    assert "(functional)" in first and "#c44e00" not in first  # "all": nothing dimmed, nothing highlighted
+    assert "no operations on page 9" in operations_table(ops, page=9)
+    odd = [SimpleNamespace(op="aten::<lambda>", layer="a&b", shape=None)]
+    assert "&lt;lambda&gt;" in operations_table(odd) and "a&amp;b" in operations_table(odd)
 
 
 def test_the_newest_graph_is_read_when_a_folder_holds_several(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import tempfile
 
 import ipywidgets as w
@@ -16,17 +17,40 @@ from .choices import offered_models
 __all__ = ["GraphExplorer"]
 
 _ROWS = 24  # operations listed per page
+_HIGHLIGHT, _DIM = "#c44e00", "#9aa5b1"  # the highlighted type's rows; the others', while a type is highlighted
+
+
+def operations_table(ops, chosen: str = "all", page: int = 0, rows: int = _ROWS) -> str:
+    """Page ``page`` of ``ops`` (each with ``op``, ``layer``, ``shape``) as an HTML table in the order
+    traced: operations of type ``chosen`` in colour, the others dimmed (all plain for ``"all"``)."""
+    shown = ops[page * rows : (page + 1) * rows]
+    lines = []
+    for i, node in enumerate(shown, start=page * rows):
+        colour = "inherit" if chosen == "all" else _HIGHLIGHT if node.op == chosen else _DIM
+        cells = (i, node.layer or "(functional)", node.op.removeprefix("aten::"), node.shape)
+        lines.append(f"<tr style='color:{colour}'>" + "".join(
+            f"<td style='padding:0 1em 0 0;text-align:left'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    caption = (f"operations {page * rows}–{page * rows + len(shown) - 1} of {len(ops)}, in the order traced"
+               if shown else f"no operations on page {page}")
+    return ("<table style='font-family:monospace;font-size:12px;border-collapse:collapse'>"
+            f"<caption style='text-align:left;font-weight:bold'>{caption}</caption>"
+            "<tr><th style='text-align:left'>#</th><th style='text-align:left'>layer</th>"
+            "<th style='text-align:left'>operation</th><th style='text-align:left'>output shape</th></tr>"
+            + "".join(lines) + "</table>")
 
 
 class GraphExplorer(Explorer):
-    """Pick a model: see how many operations of each type its traced graph holds,
-    and page through its computing operations in order, one type highlighted."""
+    """Pick a model: see how many operations of each type its traced graph holds (the picture),
+    and page through its computing operations in order, one type highlighted (a table under it:
+    text is drawn by the browser, and a new page needs no new picture)."""
 
     def __init__(self, models: list[str] | None = None):
         self.models = offered_models() if models is None else models
         self._graphs = Cache()  # model name -> its computing operations
         self._tmp = tempfile.TemporaryDirectory(prefix="course-graphs-")
+        self.table = w.HTML()
         super().__init__()
+        self.widget.children = (*self.widget.children, self.table)
 
     def make_controls(self) -> dict[str, w.Widget]:
         return {
@@ -36,7 +60,7 @@ class GraphExplorer(Explorer):
         }
 
     def callbacks(self) -> dict:
-        return {"model": self._on_input}
+        return {"model": self._on_input, "page": self._show_table}
 
     def ops(self, name: str) -> list[tb.GraphNode]:
         """The computing operations of a model's graph (traced once, then cached)."""
@@ -56,7 +80,15 @@ class GraphExplorer(Explorer):
         self.controls["page"].max = (len(ops) - 1) // _ROWS
         self.controls["page"].value = 0
 
-    def draw(self) -> Figure:
+    def refresh(self) -> None:
+        super().refresh()
+        self._show_table()
+
+    def _show_table(self, change=None) -> None:
         name, chosen, page = (self.controls[k].value for k in ("model", "op", "page"))
+        self.table.value = operations_table(self.ops(name), chosen, page)
+
+    def draw(self) -> Figure:
+        name, chosen = self.controls["model"].value, self.controls["op"].value
         ops = self.ops(name)
-        return figures.graph_figure(ops, tb.op_counts(ops), name, chosen=chosen, page=page, rows=_ROWS)
+        return figures.graph_figure(tb.op_counts(ops), name, len(ops), chosen=chosen)

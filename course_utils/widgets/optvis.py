@@ -160,8 +160,12 @@ class ActivationMaxExplorer(Explorer):
         progress.max, progress.value = steps, 0
 
         def live(step, img):
-            if not superseded.is_set():
-                progress.value = step
+            """The bar moves every step; the picture after the first step (a change is answered within
+            one step, not eight), then every 8 steps."""
+            if superseded.is_set():
+                return
+            progress.value = step
+            if step == 1 or step % 8 == 0:
                 self.view.value = _png(img[0])
 
         with self._lock:  # one optimization at a time: a superseded job ends at its next step
@@ -171,7 +175,7 @@ class ActivationMaxExplorer(Explorer):
                 m, objective, param=param, size=size, steps=steps, lr=lr,
                 transforms=optvis.standard_transforms(size) if transforms else None,
                 l2=0.01 if l2 else 0.0, blur_every=4 if blur else 0, seed=0, progress=False,
-                stop=lambda: stop_flag.is_set() or superseded.is_set(), callback=live, callback_every=8)
+                stop=lambda: stop_flag.is_set() or superseded.is_set(), callback=live, callback_every=1)
 
     def _show(self, key, result: optvis.Result, stopped: bool) -> None:
         """Show a finished (or stopped) run with the settings ``key``."""
