@@ -189,12 +189,16 @@ class GradCAM:
 
     The model is guarded during the forward pass and handed back at once (no hook
     stays); what is kept is the autograd graph from the layers to the logits,
-    which is all that later classes need. Use it for one image batch, then drop it.
-    Works under ``torch.no_grad()``, not inside ``torch.inference_mode()`` (except
-    :meth:`cam`, which takes no gradient).
+    which is all that later classes need. With ``to_input=True`` the graph reaches
+    back to the input, and every ReLU's rule can be chosen when a gradient is taken
+    (:func:`~course_utils.relu_rules.relu_rule`), so :meth:`input_gradient` gives the
+    vanilla gradient, guided backprop and the deconvnet with no pass of their own.
+    Use it for one image batch, then drop it. Works under ``torch.no_grad()``, not
+    inside ``torch.inference_mode()`` (except :meth:`cam`, which takes no gradient).
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, layers: str | nn.Module | Sequence, rule: str = "plain"):
+    def __init__(self, model: nn.Module, x: torch.Tensor, layers: str | nn.Module | Sequence, rule: str = "plain",
+                 *, to_input: bool = False):
         check_gradients_allowed("GradCAM")
         check_input(x)
         if rule not in RELU_RULES:
@@ -205,12 +209,13 @@ class GradCAM:
         with model_guard(model, eval=True), torch.enable_grad():
             for p in model.parameters():  # record the graph from the layers up only
                 p.requires_grad_(False)
+            xg = x.detach().clone().requires_grad_(True) if to_input else x.detach()
             with capture(model, self.layers, detach=False) as acts:
-                if rule == "plain":  # ordinary autograd: nothing to intercept
-                    logits = model(x.detach())
+                if rule == "plain" and not to_input:  # ordinary autograd: nothing to intercept
+                    logits = model(xg)
                 else:
                     with relu_rule(rule) as mode, _relu_calls_at_outputs(model, self.layers, mode) as outputs:
-                        logits = model(x.detach())
+                        logits = model(xg)
         missing = [n for n in self.layers if n not in acts]
         if missing:
             raise RuntimeError(f"layer(s) {missing} did not run during the forward pass")
@@ -225,6 +230,28 @@ class GradCAM:
         self._model = model
         self._logits = logits
         self.logits = logits.detach().cpu()
+        self._input = (xg, mode) if to_input else None
+
+    def input_gradient(self, target=None, rule: str = "plain") -> torch.Tensor:
+        """d score / d input (the score: each image's ``target`` logit) from the kept pass, which must
+        have been made with ``to_input=True``; every ReLU passes gradients back by ``rule``."""
+        check_gradients_allowed("GradCAM.input_gradient")
+        if self._input is None:
+            raise ValueError("this pass was kept without the input: make it with GradCAM(..., to_input=True)")
+        xg, mode = self._input
+        if rule != "plain" and mode.calls == 0:
+            raise ValueError(f"the {rule} rule changes how ReLUs pass gradients back, but no ReLU ran "
+                             "in this model's forward pass (see relu_rule for what is recognised)")
+        before, mode.rule = mode.rule, rule  # checks the name
+        try:
+            with torch.enable_grad():
+                score = resolve_targets(self._logits, target)
+                (grad,) = torch.autograd.grad(score.sum(), xg, retain_graph=True, allow_unused=True)
+        finally:
+            mode.rule = before
+        if grad is None:
+            raise RuntimeError("the score does not depend on the input")
+        return grad.detach()
 
     def gradients(self, target=None, layer=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(∂ score / ∂ the layer's maps, the classes): the score is each image's target logit."""

@@ -29,25 +29,27 @@ RELU6_GATE = "0 < x < 6"
 
 
 class _RuleReLU(torch.autograd.Function):
-    """ReLU forward (clipped at ``top`` for a ReLU6); the chosen rule backward. In place when the caller asked."""
+    """ReLU forward (clipped at ``top`` for a ReLU6); backward by the rule ``mode.rule`` holds when the
+    gradient is taken. In place when the caller asked."""
 
     @staticmethod
-    def forward(ctx, x, rule: str, inplace: bool, top: float | None):
+    def forward(ctx, x, mode: _ReLURuleMode, inplace: bool, top: float | None):
         if inplace:
             ctx.mark_dirty(x)
             out = x.clamp_(min=0, max=top)
         else:
             out = x.clamp(min=0, max=top)
-        ctx.rule, ctx.top = rule, top
+        ctx.mode, ctx.top = mode, top
         ctx.save_for_backward(out)  # 0 < out < top exactly where 0 < x < top
         return out
 
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        if ctx.rule == "deconvnet":
+        rule = ctx.mode.rule
+        if rule == "deconvnet":
             return g.clamp(min=0), None, None, None
-        if ctx.rule == "guided":
+        if rule == "guided":
             g = g.clamp(min=0)
         # PyTorch's own fused backward kernels: g where 0 < out (< top), else 0
         if ctx.top is None:
@@ -70,6 +72,16 @@ class _ReLURuleMode(TorchFunctionMode):
         self.rule = rule
         self.calls = 0
 
+    @property
+    def rule(self) -> str:
+        return self._rule
+
+    @rule.setter
+    def rule(self, rule: str) -> None:
+        if rule not in RELU_RULES:
+            raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
+        self._rule = rule
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _RELU_FUNCS:
@@ -84,7 +96,7 @@ class _ReLURuleMode(TorchFunctionMode):
             return func(*args, **kwargs)
         x = args[0] if args else kwargs["input"]
         self.calls += 1
-        return _RuleReLU.apply(x, self.rule, inplace, top)
+        return _RuleReLU.apply(x, self, inplace, top)
 
 
 @contextlib.contextmanager
@@ -98,8 +110,10 @@ def relu_rule(rule: str) -> Iterator[_ReLURuleMode]:
     >>> torch.autograd.grad(y, x, torch.tensor([5.0, 5.0, -5.0]))  # may run after the block
     (tensor([0., 5., 0.]),)
 
-    The rule is attached to each ReLU as it runs in the forward pass, so the
-    gradient taken later follows it. It catches every ReLU spelling — ``nn.ReLU``
+    Each ReLU that runs in the block is tied to ``mode``, and a gradient taken later
+    (even after the block) follows the rule ``mode.rule`` holds at that time: one
+    forward pass can give the gradient of every rule, one backward pass each
+    (``retain_graph=True``), by setting ``mode.rule`` between them. It catches every ReLU spelling — ``nn.ReLU``
     (in place or not, one module reused several times as in torchvision's
     ResNet blocks), ``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place
     twins — and every ReLU6 (``nn.ReLU6``, which calls ``F.hardtanh(x, 0, 6)``,
@@ -110,7 +124,5 @@ def relu_rule(rule: str) -> Iterator[_ReLURuleMode]:
     ``torch.maximum``), other activations (GELU, SiLU, ...) and TorchScript models. ``mode.calls`` counts
     the ReLUs that ran, so a caller can tell when there were none.
     """
-    if rule not in RELU_RULES:
-        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
     with _ReLURuleMode(rule) as mode:
         yield mode

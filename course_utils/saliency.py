@@ -37,6 +37,7 @@ from .targets import check_input, class_list, resolve_targets
 __all__ = [
     "DISPLAYS",
     "input_gradient",
+    "input_gradients",
     "vanilla_gradient",
     "guided_backprop",
     "deconvnet",
@@ -63,24 +64,42 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target=None, rule: str = "
     ``rule`` (``"plain"``, ``"guided"`` or ``"deconvnet"``).
     """
     check_gradients_allowed("input_gradient")
+    logits, grads = input_gradients(model, x, target, (rule,))
+    return logits, grads[rule]
+
+
+def input_gradients(model: nn.Module, x: torch.Tensor, target=None, rules=("plain", "guided", "deconvnet")):
+    """:func:`input_gradient` for several ``rules`` at once: ``(logits, {rule: gradient})`` from one
+    forward pass and one backward pass per rule (each rule is read as its gradient is taken, see
+    :func:`~course_utils.relu_rules.relu_rule`): three rules cost one forward pass, not three."""
+    check_gradients_allowed("input_gradients")
     check_input(x)
-    if rule not in RELU_RULES:
-        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {list(RELU_RULES)}")
+    rules = tuple(dict.fromkeys(rules))
+    unknown = [r for r in rules if r not in RELU_RULES]
+    if unknown or not rules:
+        raise ValueError(f"unknown ReLU rule(s) {unknown}; choose among {list(RELU_RULES)}" if unknown
+                         else f"no ReLU rule given; choose among {list(RELU_RULES)}")
+    grads = {}
     with model_guard(model, eval=True), torch.enable_grad():  # explain the model as it predicts
         xg = x.detach().clone().requires_grad_(True)
-        if rule == "plain":  # ordinary autograd: no need to intercept anything
+        if rules == ("plain",):  # ordinary autograd: no need to intercept anything
             logits = model(xg)
         else:
-            with relu_rule(rule) as mode:
+            with relu_rule(rules[0]) as mode:
                 logits = model(xg)
-        if rule != "plain" and mode.calls == 0:
-            raise ValueError(f"the {rule} rule changes how ReLUs pass gradients back, but no ReLU ran "
-                             "in this model's forward pass (see relu_rule for what is recognised)")
-        score = resolve_targets(logits, target)
-        (grad,) = torch.autograd.grad(score.sum(), xg, allow_unused=True)
-    if grad is None:
-        raise RuntimeError("the score does not depend on the input")
-    return logits.detach(), grad.detach()
+            if mode.calls == 0:
+                rule = next(r for r in rules if r != "plain")
+                raise ValueError(f"the {rule} rule changes how ReLUs pass gradients back, but no ReLU ran "
+                                 "in this model's forward pass (see relu_rule for what is recognised)")
+        score = resolve_targets(logits, target).sum()
+        for i, rule in enumerate(rules):
+            if rules != ("plain",):
+                mode.rule = rule
+            (grad,) = torch.autograd.grad(score, xg, allow_unused=True, retain_graph=i < len(rules) - 1)
+            if grad is None:
+                raise RuntimeError("the score does not depend on the input")
+            grads[rule] = grad.detach()
+    return logits.detach(), grads
 
 
 def vanilla_gradient(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:

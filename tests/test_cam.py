@@ -644,3 +644,45 @@ def test_normalize_maps_stretches_a_small_range_to_one():
     pair = torch.tensor([[[0.25, 0.5]], [[0.375, 0.75]]])
     assert normalize_maps(pair).tolist() == [[[0.0, 1.0]], [[0.0, 1.0]]]
     assert normalize_maps(pair, shared=True).tolist() == [[[0.0, 0.5]], [[0.25, 1.0]]]
+
+
+# --- input gradients from a kept pass that reaches the input (to_input=True) --------------------
+
+
+def _relu6_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.Conv2d(4, 4, 3), nn.ReLU(inplace=True),
+                         nn.Conv2d(4, 5, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+
+
+def test_a_kept_pass_to_the_input_gives_each_rules_gradient_and_the_same_grad_cam():
+    from course_utils.saliency import input_gradient
+
+    net, x = _relu6_net(), torch.randn(2, 3, 9, 7)  # not square
+    before = model_state(net)
+    kept = GradCAM(net, x, ["2", "4"], to_input=True)
+    plain = GradCAM(net, x, ["2", "4"])
+    for rule in ("guided", "plain", "deconvnet", "guided"):  # the rule of each asks in turn, not the first one's
+        torch.testing.assert_close(kept.input_gradient([2, 0], rule), input_gradient(net, x, [2, 0], rule)[1],
+                                   rtol=0, atol=0)
+    for layer in ("2", "4"):  # Grad-CAM sees the plain rule after a gradient of another rule was taken
+        torch.testing.assert_close(kept.map(1, layer).maps, plain.map(1, layer).maps, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="out of range"):
+        kept.input_gradient(7, "guided")
+    torch.testing.assert_close(kept.map(1, "4").maps, plain.map(1, "4").maps, rtol=0, atol=0)  # the rule restored
+    with pytest.raises(ValueError, match="unknown ReLU rule 'Guided'"):
+        kept.input_gradient(1, "Guided")
+    with pytest.raises(ValueError, match=r"kept without the input: make it with GradCAM\(\.\.\., to_input=True\)"):
+        plain.input_gradient(1)
+    assert_same_state(before, model_state(net))
+    assert all_hooks(net) == 0
+
+
+def test_a_kept_pass_without_relu_gives_the_plain_gradient_only():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    x = torch.randn(1, 3, 5, 5)
+    kept = GradCAM(net, x, "0", to_input=True)
+    grad = kept.input_gradient(1)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="the deconvnet rule changes how ReLUs pass gradients back, but no ReLU ran"):
+        kept.input_gradient(1, "deconvnet")

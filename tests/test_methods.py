@@ -110,6 +110,59 @@ def test_the_explainer_runs_one_forward_pass_for_every_map_and_reuses_gradients(
         Explainer(net, x, ["features.relu2"])("Grad-CAM", 0, "features.relu3")
 
 
+def test_with_to_input_every_input_gradient_comes_from_the_kept_pass(net, x):
+    ex = Explainer(net, x, to_input=True)
+    with ForwardCounter(net) as passes:
+        assert passes.calls == 0  # nothing runs before it is asked
+        for c in (0, 4):
+            for layer in MODELS["course"].blocks:
+                assert ex("Grad-CAM", c, layer).shape[0] == 2
+            ex("CAM", c)
+        assert passes.calls == 1  # one kept pass: five layers, two classes, CAM too
+        guided = ex("guided backprop", 4)  # from the kept pass, which reaches the input
+        ggc = ex("Guided Grad-CAM", 4, "features.relu4")  # the guided gradient and the kept pass again
+        ex("guided backprop", 3)
+        ex("vanilla gradient", [1, 2])
+        assert torch.equal(ex("vanilla gradient", [1, 2]), ex("vanilla gradient", (1, 2)))  # kept, by class
+        top = ex.logits.argmax(dim=1).tolist()
+        assert torch.equal(ex("deconvnet"), ex("deconvnet", top))  # None is each image's top class
+        ex("deconvnet", lambda z: z[:, 0])
+        assert passes.calls == 1 and len(ex._gradients) == 4  # a function of the logits is not kept
+    one = Explainer(net, x[:1], to_input=True)
+    with ForwardCounter(net) as passes:
+        first = one("vanilla gradient")  # no kept pass yet: a pass of its own, which gives the logits
+        assert torch.equal(one("vanilla gradient", int(one.logits.argmax())), first) and passes.calls == 1
+        one("guided backprop")
+        assert passes.calls == 2
+        one("Grad-CAM")  # the kept pass runs now; gradients come from it from then on
+        one("deconvnet")
+        assert passes.calls == 3
+    torch.testing.assert_close(ggc, cam.guided_grad_cam(net, x, 4, layer="features.relu4"), rtol=0, atol=0)
+    torch.testing.assert_close(guided, saliency.guided_backprop(net, x, 4), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="was not captured"):
+        Explainer(net, x, ["features.relu2"])("Grad-CAM", 0, "features.relu3")
+
+
+def test_prefetch_gives_every_rule_from_one_forward_pass_and_the_same_gradients(net, x):
+    ex = Explainer(net, x)
+    with ForwardCounter(net) as passes:
+        ex.prefetch(["Grad-CAM", "vanilla gradient", "guided backprop", "deconvnet", "Guided Grad-CAM"], 2)
+        assert passes.calls == 1
+        got = {name: ex(name, 2) for name in ("vanilla gradient", "guided backprop", "deconvnet")}
+        ex.prefetch(["guided backprop", "CAM"], 2)  # kept: nothing runs
+        ex.prefetch(["Grad-CAM", "CAM"], 3)  # no input gradient among them: nothing runs
+        assert passes.calls == 1
+        ex.gradients(["guided", "plain"], 3)  # a new class: one pass for both rules
+        assert passes.calls == 2
+    for name, f in [("vanilla gradient", saliency.vanilla_gradient), ("guided backprop", saliency.guided_backprop),
+                    ("deconvnet", saliency.deconvnet)]:
+        torch.testing.assert_close(got[name], f(net, x, 2), rtol=0, atol=0)
+    assert not torch.equal(got["guided backprop"], got["vanilla gradient"])
+    assert not torch.equal(got["deconvnet"], got["guided backprop"])
+    assert [m for m, method in METHODS.items() if method.rule] == [
+        "vanilla gradient", "guided backprop", "deconvnet", "Guided Grad-CAM"]
+
+
 def test_the_model_is_handed_back_unchanged_even_when_a_method_fails(net, x):
     net.train()
     net.fc.weight.requires_grad_(False)
@@ -135,3 +188,15 @@ def test_forget_drops_the_kept_gradients_but_not_the_kept_pass(net, x):
         assert torch.equal(ex("guided backprop", 1), first) and passes.calls == 1  # computed again
         ex("Grad-CAM", 2)
         assert passes.calls == 1  # the kept pass stayed
+
+
+def test_forget_with_to_input_recomputes_from_the_kept_pass(net, x):
+    ex = Explainer(net, x, to_input=True)
+    ex("Grad-CAM", 1)
+    first = ex("guided backprop", 1)
+    with ForwardCounter(net) as passes:
+        ex.forget()
+        assert ex._gradients == {}
+        assert torch.equal(ex("guided backprop", 1), first) and len(ex._gradients) == 1  # computed again
+        ex("Grad-CAM", 2)
+        assert passes.calls == 0  # from the kept pass, which stayed

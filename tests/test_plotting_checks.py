@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ast
+import io
 import math
 from collections import Counter
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from course_utils import checks, figures, plotting
 
@@ -155,19 +158,52 @@ def test_guided_grad_cam_figure_shows_a_colour_picture_or_a_map_over_the_input()
     assert len(flat.axes[1].images) == 2
 
 
-def test_compare_figure_lays_out_the_input_and_one_panel_per_method():
-    heat = np.linspace(0, 1, 64).reshape(8, 8)
-    results = {"feature maps": np.ones((9, 9)), "vanilla gradient": heat, "CAM": "CAM does not apply to vgg16",
-               "Grad-CAM": heat, "Guided Grad-CAM": heat}
-    fig = figures.compare_figure(SHOWN, results, "star", where={"feature maps": "features.relu3",
-                                                                "Grad-CAM": "features.relu3"})
-    assert len(fig.axes) == 8 and [ax.axison for ax in fig.axes] == [True] * 6 + [False] * 2  # 6 panels, 4 a row
-    titles = [ax.get_title() for ax in fig.axes[:6]]
+def test_compare_panels_colour_each_method_as_the_lessons_do():
+    """8×8 maps blown up 28 times (224 pixels); a panel's pixel (5, 5) shows the maps' value at (0, 0)."""
+    image = np.zeros((8, 8, 3), np.float32)
+    image[..., 0] = 0.5
+    heat = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    results = {"feature maps": np.full((3, 5), 0.25), "vanilla gradient": heat[::-1].copy(),
+               "CAM": "CAM does not apply to vgg16", "Grad-CAM": heat, "Guided Grad-CAM": heat}
+    panels, titles, notes = figures.compare_panels(image, results, "star", alpha=0.4, where={
+        "feature maps": "features.relu3", "Grad-CAM": "features.relu3"})
+    assert [p.shape for p in panels] == [(224, 224, 3)] * 6
+    np.testing.assert_allclose(panels[0][5, 5], [0.5, 0, 0])
+    np.testing.assert_allclose(panels[1][5, 5], [0.25] * 3, atol=1 / 255)  # the grey colour map (256 steps)
+    np.testing.assert_allclose(panels[2][5, 5], matplotlib.colormaps["inferno"](heat[7, 0])[:3])
+    assert (panels[3] == 0.94).all() and notes == {3: "CAM does not apply to vgg16"}
+    np.testing.assert_allclose(panels[4][5, 5], [0.6 * 0.5, 0, 0.4 * 0.5], atol=1e-6)  # jet(0) = (0, 0, 0.5)
+    np.testing.assert_allclose(panels[4][223, 223], 0.6 * np.array([0.5, 0, 0]) + 0.4 * np.array(
+        matplotlib.colormaps["jet"](1.0)[:3]), atol=1e-6)
     assert titles == ["the input\nclass: star", "feature maps at features.relu3\n16 most active channels",
                       "vanilla gradient\n|g|, max over colours", "CAM\nnot applicable",
                       "Grad-CAM\nat features.relu3", "Guided Grad-CAM\n|g|, max over colours"]
-    assert fig.axes[3].texts[0].get_text() == "CAM does not apply to vgg16"
-    assert len(figures.compare_figure(SHOWN, {"CAM": heat}, "star").axes) == 2
+    assert figures.compare_panels(image, {"CAM": np.zeros((8, 8))}, "star")[1][1] == "CAM (all zero)"
+    course = figures.compare_panels(np.zeros((64, 64, 3), np.uint8), {}, "star")[0]
+    assert course[0].shape == (256, 256, 3)  # 64² shown 4 times as big, whole pixels
+    with pytest.raises(ValueError, match="float images are shown in"):
+        figures.compare_panels(image * 3, {}, "star")
+
+
+def test_panel_picture_lays_out_panels_four_to_a_row_with_titles_above():
+    """Panels 224 pixels wide, 12 apart and from the edges, each 36 below its row's top (its title)."""
+    panels = [np.full((224, 224, 3), v, np.float32) for v in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    picture = figures.panel_picture(panels, ["a\nb"] * 5, {1: "no"})
+    canvas = np.asarray(picture)
+    assert canvas.shape == (2 * (224 + 36) + 12, 4 * 224 + 5 * 12, 3)
+
+    def pixel(i, y=100, x=5):  # of panel i (reading order)
+        return canvas[(i // 4) * (224 + 36) + 36 + y, 12 + (i % 4) * (224 + 12) + x]
+
+    assert [int(pixel(i)[0]) for i in (0, 2, 3, 4)] == [51, 153, 204, 255]
+    assert (pixel(0, -1) == 0).all() and (pixel(4, 224) == 0).all()  # the frames
+    assert (pixel(5) == 255).all() and (canvas[-11:] == 255).all()  # no sixth panel; the margin
+    assert (canvas[:36, 12:236] < 128).any() and (canvas[:36, 12:236] < 128).mean() < 0.1  # a title, in a few strokes
+    assert (canvas[36 + 100:36 + 124, 248 + 100:248 + 124] < 128).any()  # the note, on panel 1's middle
+    assert (canvas[36 + 100:36 + 124, 12 + 100:12 + 124] == 51).all()  # none on panel 0
+    assert np.asarray(figures.compare_figure(np.zeros((8, 8, 3)), {}, "star")).shape == (224 + 36 + 12, 248, 3)
+    png = plotting.figure_to_png(picture)
+    assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == picture.size
 
 
 def test_graph_figure_counts_the_commonest_types_and_highlights_one():
@@ -271,3 +307,17 @@ def test_compare_allows_1e5_by_default_and_check_softmax_takes_a_single_row(caps
         "✓ x: close (max difference within the allowed 1e-05)",
         "✓ softmax: close (max difference within the allowed 1e-06)",
     ]
+
+
+def test_rgb_to_png_writes_a_png_that_decodes_to_the_same_pixels():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)  # not square
+    png = plotting.rgb_to_png(rgb)
+    image = Image.open(io.BytesIO(png))
+    image.load()  # decodes every row: checks the zlib stream and each chunk's CRC
+    assert image.mode == "RGB" and image.size == (7, 5)
+    np.testing.assert_array_equal(np.asarray(image), rgb)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(plotting.rgb_to_png(rgb[:, ::-1])))),
+                                  rgb[:, ::-1])  # a view that is not contiguous
+    for bad in (rgb.astype(np.float32), rgb[..., 0], np.zeros((2, 2, 4), np.uint8)):
+        with pytest.raises(ValueError, match=r"an RGB picture is \(H, W, 3\) uint8"):
+            plotting.rgb_to_png(bad)

@@ -17,6 +17,7 @@ from course_utils.saliency import (
     deconvnet,
     guided_backprop,
     input_gradient,
+    input_gradients,
     saliency_map,
     smoothgrad,
     vanilla_gradient,
@@ -119,6 +120,53 @@ def test_one_dimensional_toy_numbers():
     assert out["plain"].tolist() == [0.0, 0.0, 1.0, -1.0]
     assert out["deconvnet"].tolist() == [1.0, 0.0, 1.0, 0.0]
     assert out["guided"].tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_the_rule_is_read_when_the_gradient_is_taken():
+    """One forward pass, three backward passes: each follows the rule mode.rule holds then. By hand:
+    a ReLU6 passes a gradient where 0 < x < 6 (only at x = 2 of [-1, 0, 2, 7]); g = [1, 1, -1, 1]."""
+    x = torch.tensor([-1.0, 0.0, 2.0, 7.0], requires_grad=True)
+    g = torch.tensor([1.0, 1.0, -1.0, 1.0])
+    with relu_rule("plain") as mode:
+        y = F.relu6(x)
+    out = {}
+    for rule in ("guided", "plain", "deconvnet"):
+        mode.rule = rule
+        (out[rule],) = torch.autograd.grad(y, x, g, retain_graph=True)
+    assert out["plain"].tolist() == [0.0, 0.0, -1.0, 0.0]  # 0 < x < 6 only at x = 2
+    assert out["guided"].tolist() == [0.0, 0.0, 0.0, 0.0]  # ... and g > 0 there: no
+    assert out["deconvnet"].tolist() == [1.0, 1.0, 0.0, 1.0]  # g > 0, whatever x
+    with pytest.raises(ValueError, match="unknown ReLU rule 'up'"):
+        mode.rule = "up"
+
+
+def test_input_gradients_gives_each_rule_from_one_forward_pass():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.Conv2d(4, 4, 3), nn.ReLU(inplace=True),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    x = torch.randn(2, 3, 7, 9)  # not square
+    before = model_state(model)
+    with ForwardCounter(model) as passes:
+        logits, grads = input_gradients(model, x, [2, 1])
+        assert passes.calls == 1 and list(grads) == ["plain", "guided", "deconvnet"]
+    for rule, grad in grads.items():
+        one_logits, one = input_gradient(model, x, [2, 1], rule)
+        torch.testing.assert_close(grad, one, rtol=0, atol=0)
+        torch.testing.assert_close(logits, one_logits, rtol=0, atol=0)
+    assert not torch.equal(grads["plain"], grads["guided"]) and not torch.equal(grads["guided"], grads["deconvnet"])
+    assert list(input_gradients(model, x, 0, ["deconvnet", "plain", "deconvnet"])[1]) == ["deconvnet", "plain"]
+    with pytest.raises(ValueError, match="no ReLU rule given"):
+        input_gradients(model, x, 0, [])
+    with pytest.raises(ValueError, match=r"unknown ReLU rule\(s\) \['Guided'\]"):
+        input_gradients(model, x, 0, ["plain", "Guided"])
+    with pytest.raises(ValueError, match="out of range"):  # fails after the forward pass
+        input_gradients(model, x, 7)
+    assert_same_state(before, model_state(model))
+    assert all_hooks(model) == 0
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(27, 2))
+    assert list(input_gradients(linear, torch.zeros(1, 3, 3, 3), 0, ["plain"])[1]) == ["plain"]  # no ReLU needed
+    with pytest.raises(ValueError, match="the deconvnet rule changes how ReLUs pass gradients back"):
+        input_gradients(linear, torch.zeros(1, 3, 3, 3), 0, ["plain", "deconvnet"])
 
 
 def test_unknown_rule_is_named():

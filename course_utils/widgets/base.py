@@ -185,7 +185,7 @@ class Explorer:
             self.message.value = ""
             self.renders += 1
 
-    def draw(self) -> Figure:  # pragma: no cover - abstract
+    def draw(self) -> Figure:  # pragma: no cover - abstract (a PIL image will do too)
         raise NotImplementedError
 
     def caches(self) -> dict[str, Cache]:

@@ -120,7 +120,7 @@ class GuidedGradCAMExplorer(_BlockLayers, ClassExplorer):
         return self._results.fetch((*self.image_key(), c, method, layer), lambda: self._compute(c, method, layer))
 
     def prepare(self, loaded, x):
-        ex = Explainer(loaded.model, x)
+        ex = Explainer(loaded.model, x, to_input=True)  # guided backprop from the kept pass: no forward pass
         return ex.kept.logits, ex
 
     def _compute(self, c: int, label: str, layer: str) -> torch.Tensor:
