@@ -76,15 +76,19 @@ def test_default_layers_come_from_the_record():
         method_layer(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), "Grad-CAM")
 
 
+def _every_map_from_one_pass(ex, passes) -> None:
+    assert passes.calls == 0  # nothing runs before it is asked
+    for c in (0, 4):
+        for layer in MODELS["course"].blocks:
+            assert ex("Grad-CAM", c, layer).shape[0] == 2
+        ex("CAM", c)
+    assert passes.calls == 1  # one kept pass: five layers, two classes, CAM too
+
+
 def test_the_explainer_runs_one_forward_pass_for_every_map_and_reuses_gradients(net, x):
     ex = Explainer(net, x)
     with ForwardCounter(net) as passes:
-        assert passes.calls == 0  # nothing runs before it is asked
-        for c in (0, 4):
-            for layer in MODELS["course"].blocks:
-                assert ex("Grad-CAM", c, layer).shape[0] == 2
-            ex("CAM", c)
-        assert passes.calls == 1  # one kept pass: five layers, two classes, CAM too
+        _every_map_from_one_pass(ex, passes)
         guided = ex("guided backprop", 4)
         assert passes.calls == 2
         ggc = ex("Guided Grad-CAM", 4, "features.relu4")
@@ -113,12 +117,7 @@ def test_the_explainer_runs_one_forward_pass_for_every_map_and_reuses_gradients(
 def test_with_to_input_every_input_gradient_comes_from_the_kept_pass(net, x):
     ex = Explainer(net, x, to_input=True)
     with ForwardCounter(net) as passes:
-        assert passes.calls == 0  # nothing runs before it is asked
-        for c in (0, 4):
-            for layer in MODELS["course"].blocks:
-                assert ex("Grad-CAM", c, layer).shape[0] == 2
-            ex("CAM", c)
-        assert passes.calls == 1  # one kept pass: five layers, two classes, CAM too
+        _every_map_from_one_pass(ex, passes)
         guided = ex("guided backprop", 4)  # from the kept pass, which reaches the input
         ggc = ex("Guided Grad-CAM", 4, "features.relu4")  # the guided gradient and the kept pass again
         ex("guided backprop", 3)
