@@ -28,7 +28,8 @@ __all__ = ["activation_max_figure", "class_map_figure", "compare_figure", "compa
 #: What each display of :func:`~course_utils.saliency.saliency_map` shows, in a few words.
 SALIENCY_DISPLAYS = {"abs": "|g|, max over colours", "positive": "raises the score",
                      "signed": "red raises, blue lowers", "rgb": "g as colours, grey = 0"}
-_HIGHLIGHT, _OTHERS = "#c44e00", "#9aa5b1"
+#: The colours of "the one chosen" and of "the others" in the explorers' pictures and tables.
+HIGHLIGHT, OTHERS = "#c44e00", "#9aa5b1"
 
 
 def _panels(figsize, n: int = 3, ratios=None):  # a figure and its row of n axes
@@ -117,7 +118,7 @@ def activation_max_figure(image, history, what: str, param: str, energy: float, 
     history = np.asarray(history)
     fig, (ax_img, ax_curve) = _panels((7.6, 3.3), 2, [1, 1.2])
     plotting.show_image(image, ax=ax_img, title=f"{what}\n{param}, high-frequency energy {energy:.3f}")
-    ax_curve.plot(np.arange(1, len(history) + 1), history, color=_HIGHLIGHT)
+    ax_curve.plot(np.arange(1, len(history) + 1), history, color=HIGHLIGHT)
     ax_curve.set_xlabel("step", fontsize=8), ax_curve.set_ylabel("logit" if logit else "mean activation", fontsize=8)
     ax_curve.tick_params(labelsize=7)
     ax_curve.set_title(f"objective: {history[0]:.2f} → {history[-1]:.2f}" if len(history) else "no step ran",
@@ -266,7 +267,7 @@ def graph_figure(counts, model: str, total: int, chosen: str = "all") -> Figure:
     fig = Figure(figsize=(6, 0.8 + 0.22 * len(top)))
     ax = fig.add_subplot()
     ax.barh([op.removeprefix("aten::") for op, _ in top], [c for _, c in top],
-            color=[_HIGHLIGHT if op == chosen else "#1f77b4" for op, _ in top])
+            color=[HIGHLIGHT if op == chosen else "#1f77b4" for op, _ in top])
     ax.set_title(f"{model}: {total} operations", fontsize=10)
     ax.set_xlabel("how many of this type", fontsize=8)
     ax.tick_params(labelsize=8)
@@ -288,7 +289,7 @@ def evaluation_figure(image, masks, raw: torch.Tensor, scores: torch.Tensor, ind
     if curves is not None:
         fractions, each = curves
         ax_metric.plot(fractions, each.mean(0), "--", color="grey", label=f"mean of {len(each)} scenes")
-        ax_metric.plot(fractions, each[index], color=_HIGHLIGHT, label=f"scene {index}: AUC {scores[index]:.2f}")
+        ax_metric.plot(fractions, each[index], color=HIGHLIGHT, label=f"scene {index}: AUC {scores[index]:.2f}")
         ax_metric.set_xlabel(f"share of pixels {'removed' if metric == 'deletion' else 'revealed'}, "
                              "most important first", fontsize=8)
         ax_metric.set_ylabel("probability of the class", fontsize=8)
@@ -298,7 +299,7 @@ def evaluation_figure(image, masks, raw: torch.Tensor, scores: torch.Tensor, ind
         ax_metric.set_title(f"{metric}: mean AUC {scores.mean():.2f} ({better} is better)", fontsize=9)
     else:
         ax_metric.bar(range(len(scores)), scores.numpy(),
-                      color=[_HIGHLIGHT if j == index else _OTHERS for j in range(len(scores))])
+                      color=[HIGHLIGHT if j == index else OTHERS for j in range(len(scores))])
         ax_metric.axhline(float(scores.mean()), color="black", linewidth=1, linestyle="--")
         ax_metric.set_xlabel("scene", fontsize=8)
         ax_metric.set_ylim(0, 1.05)

@@ -130,3 +130,16 @@ def test_images_from_several_writes_are_all_read_oldest_first(tmp_path):
     tb.write_images(tmp_path, "t", np.ones((1, 2, 2)))
     first, second = tb.read_images(tmp_path)["t"]
     assert (first == 0).all() and (second == 255).all()
+
+
+def test_a_graph_that_fails_is_a_message_not_a_traceback(empty_torch_home):
+    from course_utils.widgets.graphs import GraphExplorer
+
+    ex = GraphExplorer()
+
+    def fails(name):
+        raise ValueError(f"{name}: no graph")
+
+    ex.ops = fails  # the picture and the table both ask for the operations
+    ex.refresh()
+    assert "course: no graph" in ex.message.value

@@ -67,15 +67,15 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
         if panel not in self.offered:
             raise ValueError(f"unknown panel {panel!r}; choose among {self.offered}")
         c = self.target()[0]
-        layer = self.controls["layer"].value if _at_layer(panel) else None
-        return self._results.fetch(self._key(panel, c), lambda: self._compute(panel, c, layer))
+        key = self._key(panel, c)
+        return self._results.fetch(key, lambda: self._compute(panel, c, key[-1]))
 
-    def _key(self, panel: str, c: int) -> tuple:  # (model, image, upload, class, panel, layer)
+    def _key(self, panel: str, c: int) -> tuple:  # (model, image, upload, class, panel, layer or None)
         return *self.image_key(), c, panel, self.controls["layer"].value if _at_layer(panel) else None
 
     def _prefetch(self, panels) -> None:
-        """The input gradients the panels still to compute will read, in one forward pass
-        (three rules: one forward and three backward passes instead of three of each)."""
+        """The input gradients the panels still to compute will read, all at once: a backward pass
+        each from the image's kept pass, which reaches the input."""
         c = self.target()[0]
         todo = [p for p in panels if p in METHODS and self._key(p, c) not in self._results]
         self.prepared().kept.prefetch(todo, c)

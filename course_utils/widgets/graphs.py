@@ -17,7 +17,6 @@ from .choices import offered_models
 __all__ = ["GraphExplorer"]
 
 _ROWS = 24  # operations listed per page
-_HIGHLIGHT, _DIM = "#c44e00", "#9aa5b1"  # the highlighted type's rows; the others', while a type is highlighted
 
 
 def operations_table(ops, chosen: str = "all", page: int = 0, rows: int = _ROWS) -> str:
@@ -26,7 +25,7 @@ def operations_table(ops, chosen: str = "all", page: int = 0, rows: int = _ROWS)
     shown = ops[page * rows : (page + 1) * rows]
     lines = []
     for i, node in enumerate(shown, start=page * rows):
-        colour = "inherit" if chosen == "all" else _HIGHLIGHT if node.op == chosen else _DIM
+        colour = "inherit" if chosen == "all" else figures.HIGHLIGHT if node.op == chosen else figures.OTHERS
         cells = (i, node.layer or "(functional)", node.op.removeprefix("aten::"), node.shape)
         lines.append(f"<tr style='color:{colour}'>" + "".join(
             f"<td style='padding:0 1em 0 0;text-align:left'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
@@ -82,7 +81,8 @@ class GraphExplorer(Explorer):
 
     def refresh(self) -> None:
         super().refresh()
-        self._show_table()
+        with self.reporting():  # a failure is the message, as for the picture
+            self._show_table()
 
     def _show_table(self, change=None) -> None:
         name, chosen, page = (self.controls[k].value for k in ("model", "op", "page"))
