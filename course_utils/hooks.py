@@ -161,34 +161,42 @@ def model_guard(model: nn.Module, eval: bool = False) -> Iterator[nn.Module]:
     child modules (nothing replaced), and the hooks (any hook added inside
     the block is removed; hooks the caller had stay). Exceptions propagate.
     """
-    modules = list(model.modules())
-    training = [m.training for m in modules]
-    inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
-    params = {id(p): p for m in modules for p in m._parameters.values() if p is not None}  # no second walk
+    # Read straight from each module's __dict__: nn.Module's attribute lookup would cost
+    # more than the whole forward pass's Python work on a model of a few hundred modules.
+    modules, seen = [model], {id(model)}
+    for m in modules:  # every module once (a shared one too), walked through the _modules dicts
+        for kid in m.__dict__["_modules"].values():
+            if kid is not None and id(kid) not in seen:
+                seen.add(id(kid))
+                modules.append(kid)
+    states = [m.__dict__ for m in modules]
+    training = [d["training"] for d in states]
+    inplace = [(m, d["inplace"]) for m, d in zip(modules, states) if isinstance(d.get("inplace"), bool)]
+    params = {id(p): p for d in states for p in d["_parameters"].values() if p is not None}  # shared once
     requires_grad = [(p, p.requires_grad) for p in params.values()]
-    children = [(m, dict(m._modules)) for m in modules]
-    hooks = [{d: set(table) for d in _HOOK_DICTS if (table := getattr(m, d, None))} for m in modules]  # most are empty
+    children = [dict(d["_modules"]) for d in states]
+    hooks = [{h: set(table) for h in _HOOK_DICTS if (table := d.get(h))} for d in states]  # most are empty
     try:
         if eval and any(training):
             model.eval()
         yield model
     finally:
-        for m, before in zip(modules, hooks):
-            for d in _HOOK_DICTS:
-                table = getattr(m, d, None)
-                if table:
-                    keys = before.get(d, ())
+        for d, before in zip(states, hooks):
+            for h in _HOOK_DICTS:
+                if table := d.get(h):
+                    keys = before.get(h, ())
                     for k in [k for k in table if k not in keys]:
                         del table[k]
-        for m, kids in children:
-            if m._modules != kids:
-                m._modules.clear()
-                m._modules.update(kids)
-        for m, flag in zip(modules, training):
-            if m.training != flag:  # (setting a module attribute is slow: only what changed)
+        for d, kids in zip(states, children):
+            if d["_modules"] != kids:
+                d["_modules"].clear()
+                d["_modules"].update(kids)
+        for m, d, flag in zip(modules, states, training):
+            if d["training"] != flag:  # (setting a module attribute is slow: only what changed)
                 m.training = flag
         for m, flag in inplace:
-            m.inplace = flag
+            if m.__dict__.get("inplace") is not flag:
+                m.inplace = flag
         for p, flag in requires_grad:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
@@ -214,7 +222,8 @@ class _Enough(Exception):
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, layers, *, detach: bool = True, stop_early: bool = False) -> Iterator[dict]:
+def capture(model: nn.Module, layers, *, detach: bool = True, stop_early: bool = False,
+            start_graph: bool = False) -> Iterator[dict]:
     """Keep the output of each layer during the forward passes inside the block.
 
     >>> from course_utils.coursenet import CourseNet
@@ -236,7 +245,15 @@ def capture(model: nn.Module, layers, *, detach: bool = True, stop_early: bool =
     With ``stop_early=True`` the forward pass stops as soon as every layer has given
     its output: the rest of the network never runs, the block ends there and the
     model call does not return (``logits`` above would stay unassigned).
+
+    With ``start_graph=True`` (and ``detach=False``) the first layer to give its output
+    switches gradient recording on (``torch.set_grad_enabled(True)``) for the rest of the
+    pass: run the model under ``torch.no_grad()`` and autograd records only the graph from
+    the layers up, which is all a gradient with respect to them needs — no parameter has
+    to be frozen for it. The enclosing ``torch.no_grad()`` sets the mode back when it ends.
     """
+    if start_graph and detach:
+        raise ValueError("start_graph=True records a graph to the kept outputs: use it with detach=False")
     names = layer_names(model, layers)  # errors before any hook is added
     found = {name: get_layer(model, name) for name in names}
     acts: dict[str, torch.Tensor] = {}
@@ -251,6 +268,8 @@ def capture(model: nn.Module, layers, *, detach: bool = True, stop_early: bool =
             if detach:
                 acts[name] = output.detach().clone()
             else:
+                if start_graph:
+                    torch.set_grad_enabled(True)
                 if not output.requires_grad and torch.is_grad_enabled():
                     output = output.detach().requires_grad_(True)  # frozen model, input without grad
                 acts[name] = output

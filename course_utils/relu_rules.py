@@ -49,12 +49,14 @@ class _RuleReLU(torch.autograd.Function):
         rule = ctx.mode.rule
         if rule == "deconvnet":
             return g.clamp(min=0), None, None, None
-        if rule == "guided":
-            g = g.clamp(min=0)
         # PyTorch's own fused backward kernels: g where 0 < out (< top), else 0
         if ctx.top is None:
-            return torch.ops.aten.threshold_backward(g, out, 0.0), None, None, None
-        return torch.ops.aten.hardtanh_backward(g, out, 0.0, ctx.top), None, None, None
+            grad = torch.ops.aten.threshold_backward(g, out, 0.0)
+        else:
+            grad = torch.ops.aten.hardtanh_backward(g, out, 0.0, ctx.top)
+        if rule == "guided":
+            grad.clamp_(min=0)  # in place on our own new tensor: no second allocation
+        return grad, None, None, None
 
 
 # Every way PyTorch spells a ReLU: nn.ReLU calls F.relu; F.relu_ is torch.relu_.

@@ -158,6 +158,19 @@ def test_guard_restores_everything_when_an_exception_is_raised(resnet18_random):
     assert_same_state(before, model_state(model))
 
 
+def test_guard_restores_a_module_that_two_parents_share():
+    """The guard walks each module once, a shared one too, and restores it whichever parent it is reached by."""
+    shared = nn.ReLU(inplace=True)
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 1, 1), shared), nn.Sequential(shared)).eval()
+    before = model_state(model)
+    with model_guard(model):
+        model[1][0].inplace = False
+        model[1][0].train()
+        model[0][1].register_forward_hook(lambda *a: None)
+    assert_same_state(before, model_state(model))
+    assert shared.inplace and not shared.training and all_hooks(model) == 0
+
+
 # --- capture ---------------------------------------------------------------------
 
 
@@ -182,6 +195,29 @@ def test_capture_is_safe_from_a_later_inplace_relu():
             out = model(x)
         assert acts["0"].flatten().tolist() == [-1.0, 2.0]  # not clipped by the ReLU
         assert out.flatten().tolist() == [0.0, 2.0]  # the network's answer is unchanged
+
+
+def test_capture_start_graph_records_only_from_the_first_layer_up():
+    """Under no_grad with start_graph, the kept output is a leaf that requires grad (nothing before it
+    is recorded, no parameter frozen), the gradient to it is the hand-computed fc weights, and the
+    mode is back to no_grad when the block ends. Without start_graph and with grad on, the conv is recorded."""
+    model = tiny_linear_head()
+    x = torch.randn(1, 1, 4, 4)
+    with torch.no_grad():  # as in a notebook cell that switched gradients off
+        with torch.no_grad(), capture(model, "2", detach=False, start_graph=True) as acts:
+            logits = model(x)
+        assert not torch.is_grad_enabled()
+    assert acts["2"].is_leaf and acts["2"].requires_grad and logits.requires_grad
+    (grad,) = torch.autograd.grad(logits[0, 1], acts["2"])
+    assert torch.equal(grad[0], model[3].weight[1])
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    with capture(model, "2", detach=False) as acts:
+        model(x)
+    assert acts["2"].grad_fn is not None  # the ordinary way records the conv below the layer
+    with pytest.raises(ValueError, match="detach=False"):
+        with capture(model, "2", start_graph=True):
+            pass
+    assert all_hooks(model) == 0
 
 
 def test_capture_checks_names_before_adding_any_hook():
