@@ -14,10 +14,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup lab test app bench mutants slides weights model shortcut notebooks clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml binder/overrides.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e ".[test]"
+	# JupyterLab's defaults for a classroom: no "get Jupyter news?" prompt, no update check.
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp binder/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -176,6 +176,7 @@ def _run_post_build(tmp_path: Path, torch_home: Path) -> tuple[subprocess.Comple
         "PIP_NO_INDEX": "1",
         "PIP_NO_BUILD_ISOLATION": "0",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "JUPYTERLAB_DIR": str(tmp_path / "lab"),  # JupyterLab's settings go there, not into this environment
     }
     before = _installed_course(tmp_path)
     proc = subprocess.run(["bash", str(REPO / "binder" / "postBuild")], cwd=REPO, env=env,
@@ -211,6 +212,25 @@ def test_post_build_installs_the_course_and_keeps_weights_already_cached_without
     (record,) = prefix.glob("lib/python*/site-packages/course_utils-*.dist-info/direct_url.json")
     direct = record.read_text()
     assert '"editable": true' in direct and REPO.as_uri() in direct
+    assert _news_setting(tmp_path / "lab" / "settings") == "false"
+
+
+def _news_setting(app_settings: Path):
+    """What JupyterLab reads as the default of its "get Jupyter news?" setting from an app settings folder."""
+    from jupyterlab_server.settings_utils import _get_overrides
+
+    overrides, error = _get_overrides(str(app_settings))
+    assert not error, error
+    return overrides.get("@jupyterlab/apputils-extension:notification", {}).get("fetchNews")
+
+
+def test_make_lab_opens_lesson_00_without_the_news_prompt():
+    """The course's environment tells JupyterLab not to ask about Jupyter news (a prompt over lesson 00
+    on a classroom projector); it is set up by `make setup` (and binder/postBuild on Binder)."""
+    from jupyterlab.commands import get_app_dir
+
+    assert _news_setting(Path(get_app_dir()) / "settings") == "false"
+    assert "--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb" in (REPO / "Makefile").read_text()
 
 
 def test_post_build_fails_loudly_when_the_weights_cannot_be_fetched(tmp_path):
