@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import io
@@ -64,6 +65,19 @@ def test_explorer_root_and_view_carry_the_classes_the_browser_test_uses(empty_to
     assert "course-explorer-view" in ex.view._dom_classes
     assert ex.controls["image"].description == "Image"
 
+
+
+def test_an_explorer_carries_its_current_picture_for_viewers_that_run_no_widget_code(empty_torch_home):
+    """Beside the live widget, the display bundle holds the picture shown now as a plain PNG (GitHub's
+    view draws it) and a sentence instead of the widgets' repr; a new picture is the next display's."""
+    ex = PredictionExplorer()
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == bytes(ex.view.value)
+    assert bundle["text/plain"].startswith("PredictionExplorer: an explorer; run the notebook in JupyterLab")
+    ex.controls["image"].value = "scene 3"
+    assert base64.b64decode(ex._repr_mimebundle_()["image/png"]) == bytes(ex.view.value) != \
+        base64.b64decode(bundle["image/png"])
 
 def test_uploaded_image_is_shown_and_a_bad_upload_is_a_message_not_a_crash(empty_torch_home):
     ex = PredictionExplorer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import html
@@ -193,7 +194,15 @@ class Explorer:
         return {name.lstrip("_"): v for name, v in vars(self).items() if isinstance(v, Cache)}
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget for JupyterLab, and for viewers that run no widget code (GitHub's
+        notebook view, nbconvert without JavaScript) the picture it shows now, as a plain PNG,
+        and a sentence in place of the widgets' repr."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if self.view.value:
+            bundle["image/png"] = base64.b64encode(self.view.value).decode("ascii")
+        bundle["text/plain"] = (f"{type(self).__name__}: an explorer; run the notebook in JupyterLab "
+                                "to use its controls")
+        return bundle
 
 
 @dataclass(frozen=True)
