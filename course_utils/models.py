@@ -135,6 +135,9 @@ MODELS: dict[str, ModelRecord] = {r.name: r for r in [
                 coursenet.MEAN, coursenet.STD, _course_blocks, "features.relu5", "fc", offered=False,
                 about="lesson 10's model: the course architecture trained on biased scenes, so that it "
                       "learned the background instead of the shape"),
+    ModelRecord("debiased", coursenet.CourseNet, coursenet.CourseNet, "debiasednet.pt", coursenet.INPUT_SIZE,
+                coursenet.MEAN, coursenet.STD, _course_blocks, "features.relu5", "fc", offered=False,
+                about="lesson 10's fix: the shortcut model's weights retrained on balanced scenes"),
     ModelRecord("efficientnet_lite0", efficientnet.EfficientNetLite0, efficientnet.EfficientNetLite0, _lite0_weights,
                 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
                 ("stem", "blocks.2", "blocks.4", "blocks.10", "blocks.15", "head"), "head", "fc",

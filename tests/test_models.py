@@ -496,7 +496,7 @@ def test_imagenet_records_match_their_weights_preprocessing(name):
 
 
 def test_course_records_match_their_shipped_checkpoints():
-    for name in ("course", "shortcut"):
+    for name in ("course", "shortcut", "debiased"):
         ckpt = torch.load(weights_path(name), map_location="cpu", weights_only=True)
         record = models.MODELS[name]
         assert tuple(ckpt["mean"]) == record.mean and tuple(ckpt["std"]) == record.std, name
