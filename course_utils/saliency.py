@@ -12,6 +12,8 @@
     Understanding Convolutional Networks"), in Springenberg et al.'s
     reading as one more backward rule.
 
+* :func:`project_unit` — one activation of a middle layer projected back to the pixels by a
+  ReLU rule, the use Zeiler & Fergus (2014, sec. 2.1) made of their deconvnet.
 * :func:`smoothgrad` — the average of the gradient over noisy copies of the
   image (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise").
 * :func:`saliency_map` — from a gradient (N, 3, H, W) to what is shown: one
@@ -31,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hooks import RELU_RULES, check_gradients_allowed, model_guard, relu_rule
+from .hooks import RELU_RULES, capture, check_gradients_allowed, layer_name, model_guard, relu_rule
 from .targets import check_input, class_list, resolve_targets
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "vanilla_gradient",
     "guided_backprop",
     "deconvnet",
+    "project_unit",
     "smoothgrad",
     "saliency_map",
 ]
@@ -120,6 +123,35 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
     gradient, whatever its forward input was (Zeiler & Fergus 2014)."""
     check_gradients_allowed("deconvnet")
     return input_gradient(model, x, target, "deconvnet")[1]
+
+
+def project_unit(model: nn.Module, x: torch.Tensor, layer, channel: int, rule: str = "deconvnet"):
+    """The strongest activation of ``channel`` at ``layer`` in each image, alone, projected back to
+    the input: ``(gradient (N, C, H, W), positions (N, 2))``, the positions as (row, column) in the layer.
+
+    Zeiler & Fergus (2014, sec. 2.1) examine one activation by setting every other activation of
+    the layer to zero and running the deconvnet down from there; here that is the gradient of that
+    one unit with respect to the input, with every ReLU below it passing gradients back by ``rule``
+    (``"deconvnet"``, their reconstruction; ``"guided"`` or ``"plain"`` for comparison). Only the
+    layers below ``layer`` run. The model comes back unchanged.
+    """
+    check_gradients_allowed("project_unit")
+    check_input(x)
+    name = layer_name(model, layer)
+    with model_guard(model, eval=True), torch.enable_grad(), relu_rule(rule):
+        xg = x.detach().clone().requires_grad_(True)
+        with capture(model, name, detach=False, stop_early=True) as acts:
+            model(xg)
+        a = acts[name]
+        if a.ndim != 4:
+            raise ValueError(f"layer {name!r} gives shape {tuple(a.shape)}: a unit to project needs (N, K, h, w) maps")
+        if not 0 <= channel < a.shape[1]:
+            raise ValueError(f"channel {channel} is out of range: layer {name!r} has channels 0..{a.shape[1] - 1}")
+        flat = a[:, channel].flatten(1)  # (N, h * w)
+        where = flat.argmax(dim=1)
+        (grad,) = torch.autograd.grad(flat.gather(1, where[:, None]).sum(), xg)
+    positions = torch.stack([where // a.shape[-1], where % a.shape[-1]], dim=1)
+    return grad.detach(), positions.cpu()
 
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "plain", noise: float = 0.15,

@@ -102,13 +102,19 @@ def _imports(source: str) -> set[str]:
     return names
 
 
-def course_imports() -> dict[str, set[str]]:
-    """{top-level module: files importing it} over the notebooks and course_utils."""
+def _optional(cell) -> bool:
+    """A cell that shows an optional library ("In the libraries you will meet"): nbval skips it."""
+    return "nbval-skip" in cell.metadata.get("tags", [])
+
+
+def course_imports(optional: bool = False) -> dict[str, set[str]]:
+    """{top-level module: files importing it} over the notebooks and course_utils; with
+    ``optional``, over the notebooks' optional-library cells only (left out otherwise)."""
     found: dict[str, set[str]] = {}
-    sources = [(p, p.read_text()) for p in sorted((REPO / "course_utils").rglob("*.py"))]
+    sources = [] if optional else [(p, p.read_text()) for p in sorted((REPO / "course_utils").rglob("*.py"))]
     for nb_path in sorted((REPO / "notebooks").rglob("*.ipynb")):
         nb = nbformat.read(nb_path, as_version=4)
-        sources += [(nb_path, c.source) for c in nb.cells if c.cell_type == "code"]
+        sources += [(nb_path, c.source) for c in nb.cells if c.cell_type == "code" and _optional(c) == optional]
     for path, source in sources:
         for name in _imports(source):
             found.setdefault(name, set()).add(str(path.relative_to(REPO)))
@@ -129,6 +135,22 @@ def test_every_package_the_lessons_and_course_utils_import_is_a_declared_depende
         if not dists & declared:
             undeclared[module] = (sorted(dists), sorted(files))
     assert not undeclared, f"imported but not in pyproject's dependencies: {undeclared}"
+
+
+
+def test_optional_library_cells_import_only_what_the_bench_extra_installs():
+    """The lessons' cells that show captum or pytorch-grad-cam beside the course (tagged nbval-skip:
+    CI does not install them) import nothing that `pip install -e ".[bench]"` would not bring."""
+    imported = course_imports(optional=True)
+    assert imported, "no optional-library cell found (tagged nbval-skip)"
+    distributions = metadata.packages_distributions()
+    bench = {split_requirement(r)[0] for r in PYPROJECT["project"]["optional-dependencies"]["bench"]}
+    for module, files in imported.items():
+        if module in sys.stdlib_module_names or module in runtime_requirements() or module == "course_utils":
+            continue
+        dists = {canonical(d) for d in distributions.get(module, [])}
+        if not dists & runtime_requirements().keys():
+            assert dists & bench, f"{module} (in {sorted(files)}) is neither a dependency nor in the bench extra"
 
 
 # --- binder/postBuild and binder/start, run for real --------------------------------------------

@@ -47,6 +47,31 @@ def test_stored_outputs_are_complete_and_clean(path):
     assert counts == list(range(1, len(code) + 1)), "run top to bottom in one go (tools/run_notebooks.py)"
 
 
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.mark.parametrize("path", LESSONS + [DASHBOARD], ids=lambda p: p.name)
+def test_every_explorer_shows_its_picture_where_no_widget_code_runs(path):
+    """Exported as a viewer that cannot run widgets renders it (GitHub's notebook view draws no
+    widget; nbconvert's HTML with the widget type left out, so no JavaScript is needed), each
+    explorer cell shows its stored picture as a plain image."""
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    nb = nbformat.read(path, as_version=4)
+    pictures = [o.data["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                if WIDGET in o.get("data", {}) and "Explorer" in o.data.get("text/plain", "")]
+    explorers = sum(c.source.count("Explorer(") for c in nb.cells if c.cell_type == "code")
+    assert len(pictures) == explorers > 0 or explorers == 0, f"{explorers} explorers, {len(pictures)} stored pictures"
+    config = Config()
+    config.NbConvertBase.display_data_priority = [
+        m for m in HTMLExporter().default_config.NbConvertBase.display_data_priority if m != WIDGET]
+    page, _ = HTMLExporter(config=config, exclude_input=True).from_notebook_node(nb)
+    for png in pictures:
+        assert f"data:image/png;base64,{png.strip()[:400]}" in page
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_lessons_follow_the_skeleton(path):
     nb = nbformat.read(path, as_version=4)

@@ -60,14 +60,15 @@ MODULES: dict[str, list[str]] = {
     "relu_rules": ["tests/test_hooks.py", "tests/test_saliency.py"],  # relu_rule is tested with saliency too
     "targets": ["tests/test_hooks.py", "tests/test_saliency.py", "tests/test_cam.py"],
     "methods": ["tests/test_methods.py"],
-    "saliency": ["tests/test_saliency.py"],
+    "saliency": ["tests/test_saliency.py", "tests/test_exercises_04_06.py"],  # project_unit is lesson 04's
     "cam": ["tests/test_cam.py"],
     "evaluation": ["tests/test_evaluation.py"],
     "optvis": ["tests/test_optvis.py"],
     "images": ["tests/test_images.py"],
     "models": ["tests/test_models.py"],
     "scenes": ["tests/test_scenes.py"],
-    "checks": ["tests/test_plotting_checks.py"],
+    "checks": ["tests/test_plotting_checks.py", "tests/test_exercises_00_03.py", "tests/test_exercises_04_06.py",
+               "tests/test_exercises_07_09.py", "tests/test_shortcut_fix.py"],
 }
 
 PACKAGE = "course_utils"
