@@ -235,8 +235,9 @@ def test_pointing_game_tolerance_counts_near_misses():
 EXPLORER_CHANGES = {
     "EvaluationExplorer": [("scene", 3), ("metric", "energy inside"), ("metric", "deletion"),
                            ("method", "guided backprop"), ("metric", "insertion"), ("scene", 5)],
-    "ShortcutExplorer": [("background", "circle's"), ("model", "course"), ("method", "guided backprop"),
-                         ("shape", "cross"), ("background", "ordinary (random)"), ("scene", 4)],
+    "ShortcutExplorer": [("background", "circle's"), ("model", "course"), ("model", "debiased"),
+                         ("method", "guided backprop"), ("shape", "cross"), ("background", "ordinary (random)"),
+                         ("scene", 4)],
 }
 
 
@@ -275,6 +276,22 @@ def test_shortcut_explorer_draws_the_chosen_background():
     corner = ex.scene().image[:8, :8].reshape(-1, 3).mean(0) / 255
     red = np.array(SIGNATURES[0][0])
     assert np.abs(corner - red).max() < 0.2  # the circle's brick red, not the star's yellow
+
+
+def test_the_shortcut_explorer_shows_the_retrained_model_naming_the_shape():
+    """The fix of lesson 10 in the explorer: on the circle's colours the shortcut model calls a star
+    a circle and the retrained model calls it a star."""
+    from course_utils.scenes import CLASSES
+    from course_utils.widgets import ShortcutExplorer
+    from course_utils.widgets.base import cached_model
+
+    ex = ShortcutExplorer()
+    ex.controls["shape"].value, ex.controls["background"].value = "star", "circle's"
+    x = cached_model("course").batch([ex.scene().image])
+    with torch.no_grad():
+        answers = {name: cached_model(name).model(x).argmax().item() for name in ("shortcut", "debiased")}
+    assert answers == {"shortcut": CLASSES.index("circle"), "debiased": CLASSES.index("star")}
+    assert "debiased" in ex.controls["model"].options
 
 
 def test_ranks_share_ties():

@@ -1,6 +1,7 @@
-"""Lesson 10's explorer: put a shape on any background and ask two models what they
-see, and where they look — the shortcut model (trained on biased scenes) or the
-course model (trained on ordinary ones)."""
+"""Lesson 10's explorer: put a shape on any background and ask a model what it
+sees, and where it looks — the shortcut model (trained on biased scenes), the same
+model retrained on balanced scenes (``debiased``, the lesson's fix) or the course
+model (trained on ordinary ones)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class ShortcutExplorer(Explorer):
 
     def make_controls(self) -> dict[str, w.Widget]:
         return {
-            "model": w.Dropdown(options=["shortcut", "course"], value="shortcut", description="Model"),
+            "model": w.Dropdown(options=["shortcut", "debiased", "course"], value="shortcut", description="Model"),
             "shape": w.Dropdown(options=list(CLASSES), value="star", description="Shape"),
             "background": w.Dropdown(options=[OWN, *[f"{c}'s" for c in CLASSES], ORDINARY], value=OWN,
                                      description="Background"),
