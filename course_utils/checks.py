@@ -4,6 +4,12 @@ Each check prints one line: ``✓`` when the answer is right, ``✗`` with what 
 off, ``…`` while it is still ``None``. None of them raise on a wrong or missing
 answer, so a notebook with unfinished exercises still runs from top to bottom.
 :func:`verdict` returns the same judgement without printing (for tests).
+
+Where an exercise asks for a function or a class, its check calls it on inputs the
+lesson never shows (a backward rule on a tiny case worked out by hand), refuses the
+library call that would answer the exercise, and names the plausible mistake it
+recognises; where it asks for a number, the check computes the expected value here,
+so that it is not on the student's screen. Blocks below, one per lesson.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import operator
 import numpy as np
 import torch
 
-__all__ = ["verdict", "compare", "check_preprocessing", "check_softmax",
+__all__ = ["verdict", "compare",
            "check_deconvnet", "check_smoothgrad", "check_abs_display",  # lesson 04
            "check_second_cam", "check_logits_from_cams", "check_pooled_cam",  # lesson 05
            "check_grad_cam", "check_counterfactual", "check_peak_where",  # lesson 06
@@ -56,16 +62,6 @@ def verdict(name: str, yours, expected, atol: float = 1e-5) -> tuple[bool, str]:
 def compare(name: str, yours, expected, atol: float = 1e-5) -> None:
     """Print whether your answer matches: exact, close (and how close), or how far off."""
     print(verdict(name, yours, expected, atol)[1])
-
-
-def check_preprocessing(yours, loaded_model, image) -> None:
-    """Your normalised (1, 3, H, W) batch for ``image`` against the model's own."""
-    compare("preprocessing", yours, loaded_model.batch([image]).cpu())
-
-
-def check_softmax(yours, logits) -> None:
-    """Your probabilities for ``logits`` (rows of class scores) against torch's softmax."""
-    compare("softmax", yours, torch.as_tensor(logits).double().softmax(dim=-1), atol=1e-6)
 
 
 # --- lesson 04 ---

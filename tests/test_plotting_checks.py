@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import io
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -285,10 +284,11 @@ def test_verdict(yours, expected, passed, words):
 
 
 def test_checks_print_one_line_and_never_raise(capsys):
-    checks.check_softmax(None, torch.zeros(1, 3))
-    checks.check_softmax(torch.full((1, 3), 1 / 3), torch.zeros(1, 3))
+    checks.compare("softmax", None, torch.full((1, 3), 1 / 3))
+    checks.compare("softmax", torch.zeros(1, 3).softmax(dim=-1), torch.full((1, 3), 1 / 3))
+    checks.compare("softmax", "three", torch.full((1, 3), 1 / 3))
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("… softmax") and out[1].startswith("✓ softmax")
+    assert out[0].startswith("… softmax") and out[1].startswith("✓ softmax") and out[2].startswith("✗ softmax")
 
 
 # --- pinned by mutation testing ---
@@ -300,12 +300,14 @@ def test_verdict_on_empty_answers_and_on_a_difference_of_exactly_the_tolerance()
         True, "✓ half: close (max difference within the allowed 0.5)")  # the tolerance itself is allowed
 
 
-def test_compare_allows_1e5_by_default_and_check_softmax_takes_a_single_row(capsys):
+def test_compare_allows_1e5_by_default_and_a_tighter_tolerance_when_asked(capsys):
     checks.compare("x", [1.0 + 3e-7], [1.0])
-    checks.check_softmax([0.25 + 5e-7, 0.75 - 5e-7], [0.0, math.log(3)])  # one row of logits: e^0 : e^ln3 = 1 : 3
+    checks.compare("softmax", [0.25 + 5e-7, 0.75 - 5e-7], [0.25, 0.75], atol=1e-6)
+    checks.compare("softmax", [0.25 + 5e-6, 0.75 - 5e-6], [0.25, 0.75], atol=1e-6)
     assert capsys.readouterr().out.splitlines() == [
         "✓ x: close (max difference within the allowed 1e-05)",
         "✓ softmax: close (max difference within the allowed 1e-06)",
+        "✗ softmax: max difference 5e-06 (allowed 1e-06)",
     ]
 
 
