@@ -661,6 +661,15 @@ def _as_list(yours, dtype):
         return None
 
 
+def _one_per_map(name: str, yours, n: int, kind):
+    """``(yours as a list of ``kind``, None)``, or ``(None, the line to print)`` unless it is one per map."""
+    got = _as_list(yours, kind)
+    if got is None or len(got) != n:
+        count = f"not one {'bool' if kind is bool else 'number'} per map" if got is None else f"{len(got)} answers"
+        return None, f"✗ {name}: {count} for {n} maps"
+    return got, None
+
+
 def check_pointing_game(fn) -> None:
     """``fn(maps, masks, tolerance)``, the pointing game, on maps worked out by hand and on unseen scenes."""
     from . import evaluation
@@ -680,10 +689,9 @@ def check_pointing_game(fn) -> None:
         yours, error = _student_call(name, fn, {"pointing_game"}, maps, masks, tolerance)
         if error:
             return print(error)
-        got = _as_list(yours, bool)
-        if got is None or len(got) != len(cases):
-            count = "not one bool per map" if got is None else f"{len(got)} answers"
-            return print(f"✗ {name}: {count} for {len(cases)} maps")
+        got, error = _one_per_map(name, yours, len(cases), bool)
+        if error:
+            return print(error)
         wrong = next((j for j in range(len(cases)) if got[j] != by_hand[j]), None)
         if wrong is not None:
             return print(f"✗ {name}: {cases[wrong][2]}, tolerance {tolerance} px: yours says "
@@ -747,10 +755,9 @@ def check_energy_share(fn) -> None:
                                  torch.stack([c[1] for c in cases]))
     if error:
         return print(error)
-    got = _as_list(yours, float)
-    if got is None or len(got) != len(cases):
-        count = "not one number per map" if got is None else f"{len(got)} answers"
-        return print(f"✗ {name}: {count} for {len(cases)} maps")
+    got, error = _one_per_map(name, yours, len(cases), float)
+    if error:
+        return print(error)
     for value, (_, _, by_hand, what) in zip(got, cases):
         if not abs(value - by_hand) <= 1e-6:  # NaN fails too
             return print(f"✗ {name}: {what}: yours {value:.3g}, by hand {by_hand:g}")

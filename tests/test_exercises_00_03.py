@@ -108,14 +108,7 @@ def test_softmax_check_works_out_the_last_row_by_hand(capsys):
 
 
 def conv3_through_hook(model, x):
-    store = {}
-    handle = model.features.conv3.register_forward_hook(lambda m, i, out: store.update(out=out.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return store["out"]
+    return _hook_on(model.features.conv3, model, x)
 
 
 def no_finally(model, x):
