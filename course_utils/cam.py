@@ -8,8 +8,12 @@
   α_k^c = mean over (x, y) of ∂y^c/∂A_k(x, y), then ReLU(Σ_k α_k^c A_k), at any
   convolutional layer of any network; ``counterfactual=True`` negates the gradient
   (the paper's "counterfactual explanations"), ``rule`` changes how the ReLUs after the layer pass gradients back.
+* :data:`GRADIENT_CAMS` — Grad-CAM and its gradient cousins, each a different way of
+  turning the layer's maps A and their gradient G into one map: Grad-CAM++
+  (Chattopadhyay et al. 2018), XGrad-CAM (Fu et al. 2020), LayerCAM (Jiang et al.
+  2021) and HiResCAM (Draelos & Carin 2020); ``grad_cam(..., variant=...)``.
 * :class:`GradCAM` — one forward pass kept, any number of classes explained from
-  it, by Grad-CAM or (where it applies) CAM: what an explorer needs when only the class changes.
+  it, by any of those or (where it applies) CAM: what an explorer needs when only the class changes.
 * :func:`guided_grad_cam` — guided backprop × the upsampled Grad-CAM (the paper's "Guided Grad-CAM").
 * :func:`upsample` and :func:`normalize_maps` — to the image's size, and to [0, 1]
   per map or on one scale shared by all maps; a flat map becomes zeros, never NaN.
@@ -45,8 +49,8 @@ from .targets import check_input, resolve_targets, target_classes
 from .models import record_for
 from .saliency import guided_backprop
 
-__all__ = ["CAMResult", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam", "guided_product",
-           "normalize_maps", "upsample"]
+__all__ = ["CAMResult", "GRADIENT_CAMS", "GradCAM", "cam", "cam_all_classes", "grad_cam", "guided_grad_cam",
+           "guided_product", "normalize_maps", "upsample"]
 
 
 @dataclass
@@ -71,6 +75,57 @@ def _check_spatial(name: str, act: torch.Tensor) -> None:
             f"layer {name!r} gives shape {tuple(act.shape)}, not (N, C, H, W) feature maps: a class "
             "activation map needs a spatial (convolutional) layer, with a height and a width to point into"
         )
+
+
+# --- the gradient CAMs: the layer's maps A (N, K, h, w) and the gradient G = d score / d A -> one map each,
+# before the final ReLU ---------------------------------------------------------------------------------
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, and 0 where den is 0 (never inf or NaN)."""
+    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _grad_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2): each channel weighted by its gradient's spatial mean."""
+    return torch.einsum("nk,nkhw->nhw", g.mean(dim=(2, 3)), a)
+
+
+def _grad_cam_pp_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19 and 10): each position's positive gradient weighted by
+    alpha = G^2 / (2 G^2 + sum_ab A_ab G^3). The paper's higher derivatives are powers of G because it
+    explains exp(score); that factor is one positive number per image, left out here."""
+    g2 = g * g
+    alpha = _ratio(g2, 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g)
+    return torch.einsum("nk,nkhw->nhw", (alpha * g.clamp(min=0)).sum(dim=(2, 3)), a)
+
+
+def _xgrad_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM (Fu et al. 2020, eq. 12): the gradient averaged with the channel's own maps as weights,
+    sum_xy (A_xy / sum A) G_xy."""
+    weights = _ratio((a * g).sum(dim=(2, 3)), a.sum(dim=(2, 3)))
+    return torch.einsum("nk,nkhw->nhw", weights, a)
+
+
+def _layer_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """LayerCAM (Jiang et al. 2021, eq. 4-5): each position weighted by its own positive gradient."""
+    return (g.clamp(min=0) * a).sum(dim=1)
+
+
+def _hires_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """HiResCAM (Draelos & Carin 2020): the gradient times the maps, position by position, summed over
+    channels (no averaging, so the map shows exactly what the score's gradient reads)."""
+    return (g * a).sum(dim=1)
+
+
+#: Grad-CAM and its gradient cousins: ``(maps A, gradient G) -> map`` (before the ReLU), by name.
+GRADIENT_CAMS = {
+    "Grad-CAM": _grad_cam_map,
+    "Grad-CAM++": _grad_cam_pp_map,
+    "XGrad-CAM": _xgrad_cam_map,
+    "LayerCAM": _layer_cam_map,
+    "HiResCAM": _hires_cam_map,
+}
 
 
 def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: str, fc: str) -> nn.Linear:
@@ -268,22 +323,23 @@ class GradCAM:
         return grad.detach(), target_classes(self.logits, target)
 
     def map(self, target=None, layer=None, *, counterfactual: bool = False,
-            relu: bool = True) -> CAMResult:
-        """Grad-CAM of ``target`` at ``layer`` (a name or module; the first of ``layers`` by default).
+            relu: bool = True, variant: str = "Grad-CAM") -> CAMResult:
+        """Grad-CAM of ``target`` at ``layer`` (a name or module; the first of ``layers`` by default),
+        or one of its cousins: ``variant`` is a name in :data:`GRADIENT_CAMS`.
 
         ``counterfactual=True`` uses the negated gradient: the regions whose
         presence lowers the score. ``relu=False`` keeps the negative part of
         the weighted sum (the paper's ReLU drops it).
         """
         check_gradients_allowed("GradCAM.map")
+        if variant not in GRADIENT_CAMS:
+            raise ValueError(f"unknown gradient CAM {variant!r}; choose one of {list(GRADIENT_CAMS)}")
         layer = self._layer(layer)
         _check_spatial(layer, self.acts[layer])
         grad, classes = self.gradients(target, layer)
         if counterfactual:
             grad = -grad
-        a = self.acts[layer].detach()
-        alpha = grad.mean(dim=(2, 3))  # (N, K): eq. 1, the spatial mean of the gradient
-        maps = torch.einsum("nk,nkhw->nhw", alpha, a)  # eq. 2, before the ReLU
+        maps = GRADIENT_CAMS[variant](self.acts[layer].detach(), grad)
         if relu:
             maps = maps.clamp(min=0)
         return CAMResult(maps.cpu(), classes, self.logits, layer)
@@ -310,7 +366,8 @@ class GradCAM:
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Module | None = None, *,
-             counterfactual: bool = False, relu: bool = True, rule: str = "plain") -> CAMResult:
+             counterfactual: bool = False, relu: bool = True, rule: str = "plain",
+             variant: str = "Grad-CAM") -> CAMResult:
     """Grad-CAM of ``target`` at ``layer``: one forward pass and a backward pass to the layer only.
 
     ``target``: a class index, a list (one per image), ``None`` (each image's top
@@ -318,11 +375,14 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | nn.Mod
     model (the result's ``.layer`` is the name; by default the record's last block). ``rule`` is how the ReLUs *after*
     the layer pass gradients back (``"plain"``, ``"guided"``, ``"deconvnet"``; lesson
     07); a rule other than plain where no ReLU runs after the layer is a ``ValueError``.
+    ``variant``: Grad-CAM or one of its cousins (:data:`GRADIENT_CAMS`), from the same passes.
     Works under ``torch.no_grad()``, not inside ``torch.inference_mode()``.
     """
     check_gradients_allowed("grad_cam")
+    if variant not in GRADIENT_CAMS:  # before the forward pass
+        raise ValueError(f"unknown gradient CAM {variant!r}; choose one of {list(GRADIENT_CAMS)}")
     layer = _defaults(model, layer)[0]
-    return GradCAM(model, x, layer, rule=rule).map(target, counterfactual=counterfactual, relu=relu)
+    return GradCAM(model, x, layer, rule=rule).map(target, counterfactual=counterfactual, relu=relu, variant=variant)
 
 
 def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None,

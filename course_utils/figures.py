@@ -169,18 +169,19 @@ def guided_grad_cam_figure(shown, picture, label: str, method: str, layer: str) 
 
 
 def compare_figure(shown, results: dict, label: str, where: dict | None = None, alpha: float = 0.5,
-                   columns: int = 4) -> Image.Image:
+                   columns: int = 4, maps=("CAM", "Grad-CAM")) -> Image.Image:
     """The input, then a panel per method of ``results`` (name -> an (H, W) map in [0, 1], over the input for
-    CAM and Grad-CAM; the feature maps' mosaic; or why it does not apply); ``where``: each one's layer.
+    the methods named in ``maps``; the feature maps' mosaic; or why it does not apply); ``where``: each one's layer.
 
     Made for the dashboard's redraw, so it is one picture (a PIL image, which a notebook shows
     too), not a matplotlib figure: the panels are coloured in NumPy (:func:`compare_panels`) and
     put side by side with their titles (:func:`panel_picture`), in a quarter of the time eight
     matplotlib axes took."""
-    return panel_picture(*compare_panels(shown, results, label, where, alpha), columns=columns)
+    return panel_picture(*compare_panels(shown, results, label, where, alpha, maps), columns=columns)
 
 
-def compare_panels(shown, results: dict, label: str, where: dict | None = None, alpha: float = 0.5):
+def compare_panels(shown, results: dict, label: str, where: dict | None = None, alpha: float = 0.5,
+                   maps=("CAM", "Grad-CAM")):
     """What :func:`compare_figure` shows: ``(panels, titles, notes)``, each panel an (S, S, 3) array in
     [0, 1] (S: the input's side times a whole number, at least about 224), each title two lines, and
     ``notes``: panel index -> the text written on a panel whose method does not apply."""
@@ -197,7 +198,7 @@ def compare_panels(shown, results: dict, label: str, where: dict | None = None, 
         elif panel == "feature maps":
             panels.append(_fit(_colour(data, "gray"), side))
             titles.append(f"feature maps at {at}\n16 most active channels")
-        elif panel in ("CAM", "Grad-CAM"):
+        elif panel in maps:  # a map over the image
             heat = _colour(_fit(np.asarray(data, np.float32), image.shape[0], smooth=True), "jet")
             panels.append(_fit((1 - alpha) * image + alpha * heat, side))
             titles.append((f"{panel}\nat {at}" if at else panel) + (" (all zero)" if np.max(data) <= 0 else ""))

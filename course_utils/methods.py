@@ -7,8 +7,9 @@
     >>> explain(model, x, "SmoothGrad", samples=8)   # one importance map per image (lesson 09)
 
 Each :class:`Method` says what it needs (a layer or not, the kept forward pass or
-passes of its own) and what it gives: ``"gradient"``, shaped like the input
-(N, C, H, W), or ``"map"``, one map per image at a layer (N, h, w). Evaluation,
+passes of its own, many passes or a few) and what it gives: ``"gradient"``, shaped like the input
+(N, C, H, W), or ``"map"``, one map per image (N, h, w): at its layer, or at the input's size
+for a method without one (Occlusion). Evaluation,
 the explorers, the compare dashboard and the benchmark iterate over the registry;
 the names shown on screen belong to them. Adding a method is one entry here and
 its function.
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .cam import GradCAM, cam, guided_product
+from .cam import GRADIENT_CAMS, GradCAM, cam, guided_product
+from .gradient_free import ablation_cam, eigen_cam, occlusion, score_cam
 from .hooks import layer_names
 from .targets import class_list
 from .models import record_for
-from .saliency import input_gradients, smoothgrad
+from .saliency import input_gradients, integrated_gradients, smoothgrad
 
 __all__ = ["METHODS", "Explainer", "Method", "explain", "method_layer"]
 
@@ -42,6 +44,8 @@ class Method:
     kept: bool = False  # it makes (or reads) the Explainer's kept forward pass, never a pass of its own
     paper: str = ""
     rule: str | None = None  # the ReLU rule of the input gradient it reads (Explainer.gradient), if any
+    many_passes: bool = False  # it runs the model dozens of times or more (options batch_size and progress)
+    lesson: int | None = None  # the lesson that teaches it: explorers of earlier lessons leave later methods out
 
 
 class Explainer:
@@ -153,22 +157,64 @@ def _grad_cam(e: Explainer, target, layer, *, rule: str = "plain", counterfactua
     return kept.map(target, layer, counterfactual=counterfactual, relu=relu).maps
 
 
-def _by_rule(rule: str, paper: str) -> Method:  # the input gradient with the ReLUs' rule
-    return Method(lambda e, t, _: e.gradient(rule, t), "gradient", paper=paper, rule=rule)
+def _gradient_cam(variant: str, paper: str) -> Method:  # a cousin of Grad-CAM: the same kept pass, other weights
+    def compute(e: Explainer, target, layer, *, relu: bool = True):
+        return e.kept.map(target, layer, relu=relu, variant=variant).maps
+    return Method(compute, "map", "gradcam_layer", kept=True, paper=paper, lesson=11)
 
 
-#: The methods of lessons 04–07, by name.
+def _kept_maps(e: Explainer, layer: str):
+    """(logits, the layer's maps) from the kept forward pass when it holds the layer, else (None, None)."""
+    if e._kept is not None and layer in e._kept.acts:
+        return e._kept.logits, e._kept.acts[layer].detach()
+    return None, None
+
+
+def _score_cam(e: Explainer, target, layer, **options):
+    logits, acts = _kept_maps(e, layer)
+    return score_cam(e.model, e.x, target, layer, acts=acts, logits=logits, **options)
+
+
+def _eigen_cam(e: Explainer, target, layer):
+    return eigen_cam(e.model, e.x, target, layer, acts=_kept_maps(e, layer)[1])
+
+
+def _input_x_gradient(e: Explainer, target, _):
+    return e.x.detach() * e.gradient("plain", target)
+
+
+def _by_rule(rule: str, paper: str) -> Method:  # the input gradient with the ReLUs' rule (lesson 04)
+    return Method(lambda e, t, _: e.gradient(rule, t), "gradient", paper=paper, rule=rule, lesson=4)
+
+
+#: The methods of lessons 04–07 and 11, by name.
 METHODS: dict[str, Method] = {
     "vanilla gradient": _by_rule("plain", "Simonyan et al. 2014"),
     "guided backprop": _by_rule("guided", "Springenberg et al. 2015"),
     "deconvnet": _by_rule("deconvnet", "Zeiler & Fergus 2014"),
     "SmoothGrad": Method(lambda e, t, _, **kw: smoothgrad(e.model, e.x, t, **kw), "gradient",
-                         paper="Smilkov et al. 2017"),
-    "CAM": Method(_cam, "map", "cam_layer", kept=True, paper="Zhou et al. 2016"),
-    "Grad-CAM": Method(_grad_cam, "map", "gradcam_layer", kept=True, paper="Selvaraju et al. 2017"),
+                         paper="Smilkov et al. 2017", many_passes=True, lesson=4),
+    "CAM": Method(_cam, "map", "cam_layer", kept=True, paper="Zhou et al. 2016", lesson=5),
+    "Grad-CAM": Method(_grad_cam, "map", "gradcam_layer", kept=True, paper="Selvaraju et al. 2017", lesson=6),
     "Guided Grad-CAM": Method(lambda e, t, layer: guided_product(e.gradient("guided", t), _grad_cam(e, t, layer)),
-                              "gradient", "gradcam_layer", paper="Selvaraju et al. 2017", rule="guided"),
+                              "gradient", "gradcam_layer", paper="Selvaraju et al. 2017", rule="guided", lesson=7),
+    # lesson 11: the rest of the CAM family and of attribution
+    "Grad-CAM++": _gradient_cam("Grad-CAM++", "Chattopadhyay et al. 2018"),
+    "XGrad-CAM": _gradient_cam("XGrad-CAM", "Fu et al. 2020"),
+    "LayerCAM": _gradient_cam("LayerCAM", "Jiang et al. 2021"),
+    "HiResCAM": _gradient_cam("HiResCAM", "Draelos & Carin 2020"),
+    "Score-CAM": Method(_score_cam, "map", "gradcam_layer", paper="Wang et al. 2020", many_passes=True,
+                        lesson=11),
+    "Ablation-CAM": Method(lambda e, t, layer, **kw: ablation_cam(e.model, e.x, t, layer, **kw), "map",
+                           "gradcam_layer", paper="Desai & Ramaswamy 2020", many_passes=True, lesson=11),
+    "Eigen-CAM": Method(_eigen_cam, "map", "gradcam_layer", paper="Muhammad & Yeasin 2020", lesson=11),
+    "Input × Gradient": Method(_input_x_gradient, "gradient", paper="Shrikumar et al. 2016", rule="plain", lesson=11),
+    "Integrated Gradients": Method(lambda e, t, _, **kw: integrated_gradients(e.model, e.x, t, **kw), "gradient",
+                                   paper="Sundararajan et al. 2017", many_passes=True, lesson=11),
+    "Occlusion": Method(lambda e, t, _, **kw: occlusion(e.model, e.x, t, **kw), "map",  # at the input's size
+                        paper="Zeiler & Fergus 2014", many_passes=True, lesson=11),
 }
+assert set(GRADIENT_CAMS) <= set(METHODS)
 
 
 def _method(name: str) -> Method:

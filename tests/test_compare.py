@@ -15,7 +15,7 @@ from course_utils.cam import grad_cam, guided_grad_cam, guided_product, normaliz
 from course_utils.cam import cam as class_activation_map
 from course_utils.features import feature_maps, normalize
 from course_utils.saliency import deconvnet, guided_backprop, saliency_map, vanilla_gradient
-from course_utils.widgets.compare import offered_panels
+from course_utils.widgets.compare import default_panels, offered_panels
 from tests.conftest import ForwardCounter, all_hooks, assert_each_change_redraws, assert_same_state, model_state
 
 
@@ -26,7 +26,7 @@ def dashboard(empty_torch_home):
 
 def test_every_control_redraws_once_with_a_new_picture(dashboard):
     assert dashboard.renders == 1 and dashboard.message.value == ""
-    assert dashboard.controls["methods"].value == tuple(offered_panels())
+    assert dashboard.controls["methods"].value == tuple(default_panels())
     other_class = dashboard.controls["target"].options[1][1]
     assert_each_change_redraws(dashboard, [
         ("target", other_class), ("layer", "features.relu3"), ("alpha", 0.9),
@@ -70,10 +70,11 @@ def test_the_model_runs_only_for_what_is_new(dashboard):
         ex.controls["alpha"].value = 0.2
         ex.controls["methods"].value = ("Grad-CAM", "feature maps")
         assert counter.calls == 0, "layer, opacity and panels reuse the kept forward pass"
-        ex.controls["methods"].value = tuple(offered_panels())
+        ex.controls["methods"].value = tuple(default_panels())
         ex.controls["target"].value = second
-        # a new class: CAM, Grad-CAM, and a backward pass each for vanilla, guided (shared with
-        # Guided Grad-CAM) and deconvnet, all from the kept forward pass, which reaches the input
+        # a new class: the CAMs, and a backward pass each for vanilla (shared with Input × Gradient),
+        # guided (shared with Guided Grad-CAM) and deconvnet, all from the kept forward pass, which
+        # reaches the input; Eigen-CAM reads the kept maps
         ex.controls["target"].value = first
         ex.controls["target"].value = second
         ex.controls["image"].value = "scene 3"
@@ -92,8 +93,19 @@ def test_vgg_says_cam_does_not_apply_and_models_are_handed_back_unchanged(imagen
     assert ex.controls["layer"].value == "features.29"
     assert "CAM does not apply to vgg16" in ex.result("CAM")
     ex.controls["layer"].value = "features.22"
-    assert all(isinstance(ex.result(p), np.ndarray) for p in offered_panels() if p != "CAM")
+    assert all(isinstance(ex.result(p), np.ndarray) for p in default_panels() if p != "CAM")
     assert_same_state(before, model_state(vgg))
+
+
+def test_the_methods_of_many_passes_are_offered_not_shown_and_work_when_chosen(dashboard):
+    heavy = [p for p in offered_panels() if p not in default_panels()]
+    assert heavy == ["SmoothGrad", "Score-CAM", "Ablation-CAM", "Integrated Gradients", "Occlusion"]
+    assert not set(heavy) & set(dashboard.controls["methods"].value)
+    dashboard.controls["methods"].value = ("Grad-CAM", *heavy)
+    assert dashboard.message.value == ""
+    for p in heavy:
+        picture = dashboard.result(p)
+        assert picture.shape == (64, 64) and 0 <= picture.min() < picture.max() == 1, p
 
 
 def test_guided_product_is_guided_backprop_times_the_scaled_map():

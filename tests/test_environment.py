@@ -144,10 +144,11 @@ OPTIONAL_IMPORTS = {"pytorch_grad_cam": "grad-cam", "lucent": "torch-lucent"}
 
 def test_optional_library_cells_import_only_what_the_bench_extra_installs():
     """The lessons' cells that show captum or pytorch-grad-cam beside the course (tagged nbval-skip:
-    CI does not install them) import nothing that `pip install -e ".[bench]"` would not bring."""
+    what they print depends on whether the libraries are installed) import nothing that
+    `pip install -e ".[bench]"` would not bring."""
     imported = course_imports(optional=True)
     assert imported, "no optional-library cell found (tagged nbval-skip)"
-    installed = metadata.packages_distributions()  # the bench extra need not be installed: CI has not
+    installed = metadata.packages_distributions()  # the bench extra need not be installed (a student's make test)
     bench = {split_requirement(r)[0] for r in PYPROJECT["project"]["optional-dependencies"]["bench"]}
     for module, files in imported.items():
         if module in sys.stdlib_module_names or module == "course_utils":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import cam, saliency
+from course_utils import cam, gradient_free, saliency
 from course_utils.coursenet import CourseNet
 from course_utils.methods import METHODS, Explainer, explain, method_layer
 from course_utils.models import MODELS
@@ -28,7 +28,7 @@ def test_every_method_by_name_gives_one_map_per_image_at_its_resolution(net, x):
     for name, m in METHODS.items():
         opts = {"samples": 2, "progress": False} if name == "SmoothGrad" else {}
         maps = explain(net, x, name, [1, 2], **opts)
-        assert maps.shape == ((2, 40, 24) if m.output == "gradient" else (2, 10, 6)), name
+        assert maps.shape == ((2, 40, 24) if m.output == "gradient" or m.layer is None else (2, 10, 6)), name
         assert torch.isfinite(maps).all() and maps.max() > 0, name
     with pytest.raises(ValueError, match=r"unknown method 'LIME'; choose one of \['vanilla gradient'"):
         explain(net, x, "LIME")
@@ -48,10 +48,19 @@ def test_explain_equals_the_course_function_of_each_method(net, x):
         "CAM": cam.cam(net, x, t).maps,
         "Grad-CAM": cam.grad_cam(net, x, t).maps,
         "Guided Grad-CAM": cam.guided_grad_cam(net, x, t).abs().amax(dim=1),
+        **{v: cam.grad_cam(net, x, t, variant=v).maps for v in ("Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM")},
+        "Score-CAM": gradient_free.score_cam(net, x, t, "features.relu5", progress=False),
+        "Ablation-CAM": gradient_free.ablation_cam(net, x, t, "features.relu5", progress=False),
+        "Eigen-CAM": gradient_free.eigen_cam(net, x, t, "features.relu5"),
+        "Input × Gradient": saliency.input_x_gradient(net, x, t).abs().amax(dim=1),
+        "Integrated Gradients": saliency.integrated_gradients(net, x, t, steps=4, progress=False).abs().amax(dim=1),
+        "Occlusion": gradient_free.occlusion(net, x, t, window=8, progress=False),
     }
     assert list(expected) == list(METHODS)
+    options = {"SmoothGrad": {"samples": 3, "seed": 2}, "Integrated Gradients": {"steps": 4},
+               "Occlusion": {"window": 8}}
     for name, want in expected.items():
-        opts = {"samples": 3, "seed": 2, "progress": False} if name == "SmoothGrad" else {}
+        opts = {**options.get(name, {}), "progress": False} if METHODS[name].many_passes else {}
         torch.testing.assert_close(explain(net, x, name, t, **opts), want, rtol=0, atol=0, msg=name)
     # a layer given by name or module is the one used; options reach the method
     torch.testing.assert_close(explain(net, x, "Grad-CAM", t, layer=net.features.relu3),
@@ -159,7 +168,7 @@ def test_prefetch_gives_every_rule_from_one_forward_pass_and_the_same_gradients(
     assert not torch.equal(got["guided backprop"], got["vanilla gradient"])
     assert not torch.equal(got["deconvnet"], got["guided backprop"])
     assert [m for m, method in METHODS.items() if method.rule] == [
-        "vanilla gradient", "guided backprop", "deconvnet", "Guided Grad-CAM"]
+        "vanilla gradient", "guided backprop", "deconvnet", "Guided Grad-CAM", "Input × Gradient"]
 
 
 def test_the_model_is_handed_back_unchanged_even_when_a_method_fails(net, x):

@@ -1,7 +1,8 @@
 """The compare dashboard: one image, every method of the course side by side, for one class
 (also a standalone app: ``voila notebooks/compare.ipynb``). The panels are the feature maps and
-every method of :data:`course_utils.methods.METHODS` but SmoothGrad (its dozens of passes per
-class would make the page slow).
+every method of :data:`course_utils.methods.METHODS`; those that run the model dozens of times or
+more (SmoothGrad, Score-CAM, Ablation-CAM, Integrated Gradients, Occlusion) are offered but not
+shown until chosen, so that the page stays quick.
 
 Cost: each image gets one :class:`~course_utils.methods.Explainer`, whose forward pass
 runs once with every block kept and gives the class list, the feature maps, CAM and
@@ -24,12 +25,17 @@ from .base import Cache, ClassExplorer
 from .choices import opacity
 from .cam import _BlockLayers
 
-__all__ = ["CompareExplorer", "offered_panels"]
+__all__ = ["CompareExplorer", "default_panels", "offered_panels"]
 
 
 def offered_panels() -> list[str]:
     """The panels the dashboard can show, in reading order (the input comes first, always)."""
-    return ["feature maps", *(name for name in METHODS if name != "SmoothGrad")]
+    return ["feature maps", *METHODS]
+
+
+def default_panels() -> list[str]:
+    """The panels shown until others are chosen: all but the methods of many passes."""
+    return [p for p in offered_panels() if p not in METHODS or not METHODS[p].many_passes]
 
 
 def _at_layer(panel: str) -> bool:
@@ -48,7 +54,7 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
         unknown = [p for p in panels or () if p not in self.offered]
         if unknown:
             raise ValueError(f"unknown panel(s) {unknown}; choose among {self.offered}")
-        self.panels = tuple(panels or self.offered)
+        self.panels = tuple(panels or default_panels())
         self._results = Cache(cache_size)  # (model, image, upload, class, panel, layer) -> data
         super().__init__(models, k=k, model=model, image=image)
 
@@ -89,7 +95,7 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
         if panel == "CAM" and loaded.record.cam_layer is None:
             return (f"CAM does not apply to {loaded.name}:\nits head is not global average\n"
                     "pooling + one linear layer.\nGrad-CAM works on any CNN.")
-        out = p.kept(panel, c, layer)
+        out = p.kept(panel, c, layer, **({"progress": False} if METHODS[panel].many_passes else {}))
         if METHODS[panel].output == "map":
             return normalize_maps(upsample(out, p.x.shape[-2:]))[0].numpy()
         return saliency_map(out, "abs")[0].numpy()
@@ -100,4 +106,5 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
         where = {p: layer if _at_layer(p) else cam_at if p == "CAM" else "" for p in panels}
         self._prefetch(panels)
         return figures.compare_figure(self.prepared().shown, {p: self.result(p) for p in panels},
-                                      self.target()[1], where=where, alpha=self.controls["alpha"].value)
+                                      self.target()[1], where=where, alpha=self.controls["alpha"].value,
+                                      maps={p for p in panels if p in METHODS and METHODS[p].output == "map"})

@@ -23,10 +23,11 @@ METRICS = ["pointing game", "energy inside", "deletion", "insertion"]
 
 
 def compared(record) -> dict[str, tuple[str, str | None]]:
-    """What lesson 09 compares, by the label shown: every method of the registry (``None``:
-    at its default layer), and Grad-CAM twice, at the last block and at the block before."""
+    """What lesson 09 compares, by the label shown: every method of lessons 04–07 (``None``:
+    at its default layer), and Grad-CAM twice, at the last block and at the block before.
+    (Lesson 11's leaderboard ranks the others too.)"""
     out = {}
-    for name in METHODS:
+    for name in (name for name, m in METHODS.items() if m.lesson is not None and m.lesson <= 7):
         if name == "Grad-CAM":
             out.update({"Grad-CAM (last block)": (name, None), "Grad-CAM (block before)": (name, record.blocks[-2])})
         else:

@@ -18,8 +18,8 @@ from .choices import opacity
 
 __all__ = ["SaliencyExplorer"]
 
-#: Lesson 04's methods: those of the registry that explain the input, at no layer.
-INPUT_METHODS = [name for name, m in METHODS.items() if m.layer is None]
+#: Lesson 04's methods: those of the registry that lesson teaches (each explains the input, at no layer).
+INPUT_METHODS = [name for name, m in METHODS.items() if m.lesson == 4]
 
 
 class SaliencyExplorer(ClassExplorer):

@@ -37,6 +37,7 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
+import io
 import os
 import platform
 import statistics
@@ -59,6 +60,7 @@ from course_utils.methods import METHODS as REGISTRY
 from course_utils.methods import Explainer
 from course_utils.models import IMAGENET_MEAN, MODELS, load_model
 from course_utils.scenes import make_scenes
+from course_utils.widgets.compare import default_panels
 
 # --- what is measured ----------------------------------------------------------------------
 
@@ -74,11 +76,18 @@ GRADCAM = "Grad-CAM (last block)"
 SWITCH = "Grad-CAM class switch (kept forward)"
 GUIDED_GC = "Guided Grad-CAM"
 OPTVIS = "activation max., per step"
+IG = "Integrated Gradients"
 #: The registry's methods (course_utils.methods.METHODS), by the label of their row.
 REGISTRY_ROWS = {{"SmoothGrad": SMOOTH, "Grad-CAM": GRADCAM}.get(name, name): name for name in REGISTRY}
 #: The rows of every model's table, in order: the forward pass and the autograd floor, the
 #: feature maps, every method of the registry, the class switch, activation maximization.
 METHODS = [FORWARD, FLOOR, FEATURES, *REGISTRY_ROWS, SWITCH, OPTVIS]
+#: The methods of hundreds of passes (one per channel, window or path point): timed in ``heavy_reps``
+#: rounds with no warm-up, and on :data:`HEAVY_MODELS` only (VGG-16's 512 channels at 224² would add
+#: minutes for nothing new).
+HEAVY = [row for row, name in REGISTRY_ROWS.items() if REGISTRY[name].many_passes and row != SMOOTH]
+HEAVY_MODELS = ("course", "efficientnet_lite0", "resnet50")
+NOT_TIMED = "not timed (many passes)"
 
 OURS = "ours"
 #: Peer column -> (module imported, distribution whose version is shown).
@@ -123,6 +132,9 @@ class Settings:
     optvis_steps: int = 4  # steps per run; the time is divided by their number
     explorer_reps: int = 7
     warmup: bool = True  # one untimed round first
+    heavy_reps: int = 1  # rounds of the methods of many passes (each call is seconds long), no warm-up
+    masked_batch: int = 32  # images per batch of those methods, ours and the peers'
+    ig_steps: int = 32  # Integrated Gradients' steps
 
     @property
     def rounds(self) -> int:
@@ -135,7 +147,11 @@ class Settings:
     @classmethod
     def quick(cls) -> Settings:
         """For the unit test: every case runs once, untimed warm-up skipped."""
-        return cls(reps=1, smoothgrad_samples=2, optvis_steps=2, explorer_reps=1, warmup=False)
+        return cls(reps=1, smoothgrad_samples=2, optvis_steps=2, explorer_reps=1, warmup=False, ig_steps=4)
+
+    def for_case(self, method: str) -> Settings:
+        """The settings the case of ``method`` is timed with (fewer rounds for the methods of many passes)."""
+        return dataclasses.replace(self, reps=self.heavy_reps, warmup=False) if method in HEAVY else self
 
 
 # --- the result -------------------------------------------------------------------------------
@@ -318,6 +334,9 @@ def _ours(method: str, b: Bench, s: Settings) -> Timed:
         layer = {"cam_layer": spec.cam_layer, "gradcam_layer": spec.last, None: None}[REGISTRY[name].layer]
         n = s.smoothgrad_samples if method == SMOOTH else 1
         options = {"samples": n, "batch_size": n, "progress": False} if method == SMOOTH else {}
+        if method in HEAVY:
+            options = {"batch_size": s.masked_batch, "progress": False,
+                       **({"steps": s.ig_steps} if method == IG else {})}
         return Timed(lambda _: Explainer(m, x, [layer] if layer else [])(name, c, layer, **options), per=n)
     if method == SWITCH:
         return Timed(lambda g: g.map(spec.other), setup=lambda: cam.GradCAM(m, x, spec.last))
@@ -353,10 +372,21 @@ def _captum(method: str, b: Bench, s: Settings) -> Timed:
                                                                                       relu_attributions=True))
     if method == GUIDED_GC:
         return Timed(lambda _: attr.GuidedGradCam(m, get_layer(m, spec.last)).attribute(x, target=c))
+    if method == "Input × Gradient":
+        return Timed(lambda _: attr.InputXGradient(m).attribute(x, target=c))
+    if method == IG:  # the course's rule: the midpoints of a Riemann sum, all steps in one batch of 32
+        return Timed(lambda _: attr.IntegratedGradients(m).attribute(
+            x, target=c, n_steps=s.ig_steps, method="riemann_middle", internal_batch_size=s.masked_batch))
+    if method == "Occlusion":  # the course's default windows: an eighth of the side, half of that as stride
+        side = x.shape[-1] // 8
+        return Timed(lambda _: attr.Occlusion(m).attribute(
+            x, target=c, sliding_window_shapes=(3, side, side), strides=(3, side // 2, side // 2),
+            perturbations_per_eval=s.masked_batch))
     raise KeyError(method)
 
 
 def _grad_cam(method: str, b: Bench, s: Settings) -> Timed:
+    import pytorch_grad_cam as gc
     from pytorch_grad_cam import GradCAM, GuidedBackpropReLUModel
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -377,6 +407,21 @@ def _grad_cam(method: str, b: Bench, s: Settings) -> Timed:
     if method == GUIDED_GC:  # the recipe of its README: the CAM mask times guided backprop
         return Timed(lambda x: grad_cam(x)[..., None] * GuidedBackpropReLUModel(m)(x, target_category=c),
                      setup=fresh)
+    kinds = {"Grad-CAM++": gc.GradCAMPlusPlus, "XGrad-CAM": gc.XGradCAM, "LayerCAM": gc.LayerCAM,
+             "HiResCAM": gc.HiResCAM, "Score-CAM": gc.ScoreCAM, "Ablation-CAM": gc.AblationCAM,
+             "Eigen-CAM": gc.EigenCAM}
+    if method in kinds:
+        # AblationCAM swaps the target layer, found by identity, for its own while it runs: after
+        # GuidedBackpropReLUModel has made every ReLU one shared module, that is the first ReLU of
+        # the network. It gets a copy of its own.
+        own = b.model_for("grad-cam, ablation") if method == "Ablation-CAM" else m
+
+        def other_cam(x):
+            layer = functools.reduce(getattr, spec.last.split("."), own)
+            with kinds[method](model=own, target_layers=[layer]) as g, contextlib.redirect_stderr(io.StringIO()):
+                g.batch_size = s.masked_batch  # Score-CAM's and Ablation-CAM's masked passes per batch
+                return g(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
+        return Timed(other_cam, setup=fresh)
     raise KeyError(method)
 
 
@@ -389,11 +434,18 @@ def _torchcam(method: str, b: Bench, s: Settings) -> Timed:
             with methods.CAM(m, target_layer=spec.cam_layer, fc_layer="fc") as ex, torch.no_grad():
                 ex(c, m(x))
         return Timed(cam_)
-    if method == GRADCAM:
+    kinds = {GRADCAM: methods.GradCAM, "Grad-CAM++": methods.GradCAMpp, "XGrad-CAM": methods.XGradCAM,
+             "LayerCAM": methods.LayerCAM}
+    if method in kinds:
         def grad_cam(_):
-            with methods.GradCAM(m, target_layer=spec.last) as ex:
+            with kinds[method](m, target_layer=spec.last) as ex:
                 ex(c, m(x))
         return Timed(grad_cam)
+    if method == "Score-CAM":
+        def score_cam(_):
+            with methods.ScoreCAM(m, target_layer=spec.last, batch_size=s.masked_batch) as ex, torch.no_grad():
+                ex(c, m(x))
+        return Timed(score_cam)
     if method == SWITCH:
         def kept():
             ex = methods.GradCAM(m, target_layer=spec.last)
@@ -433,9 +485,10 @@ def _lucent(method: str, b: Bench, s: Settings) -> Timed:
 
 #: Which methods each peer offers (its column shows "—" for the others).
 PEER_METHODS = {
-    "captum": {VANILLA, GUIDED, DECONV, SMOOTH, GRADCAM, GUIDED_GC},
-    "grad-cam": {GUIDED, GRADCAM, GUIDED_GC},
-    "torchcam": {CAM, GRADCAM, SWITCH},
+    "captum": {VANILLA, GUIDED, DECONV, SMOOTH, GRADCAM, GUIDED_GC, "Input × Gradient", IG, "Occlusion"},
+    "grad-cam": {GUIDED, GRADCAM, GUIDED_GC, "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Score-CAM",
+                 "Ablation-CAM", "Eigen-CAM"},
+    "torchcam": {CAM, GRADCAM, SWITCH, "Grad-CAM++", "XGrad-CAM", "LayerCAM", "Score-CAM"},
     "lucent": {OPTVIS},
 }
 _FACTORIES = {OURS: _ours, "captum": _captum, "grad-cam": _grad_cam, "torchcam": _torchcam, "lucent": _lucent}
@@ -451,6 +504,8 @@ def plan(name: str, peers: dict[str, str]) -> tuple[dict[tuple[str, str], str], 
                 notes[method, column] = NO_SUCH_METHOD
             elif method == CAM and MODEL_SPECS[name].cam_layer is None:
                 notes[method, column] = NOT_APPLICABLE
+            elif method in HEAVY and name not in HEAVY_MODELS:
+                notes[method, column] = NOT_TIMED
             elif column == "captum" and method in (GUIDED, DECONV) and name == "efficientnet_lite0":
                 notes[method, column] = RELU_MODULES_ONLY
             elif column != OURS and not peer_ok(peers[column]):
@@ -517,9 +572,13 @@ def run_model(name: str, peers: dict[str, str], s: Settings, tick) -> ModelResul
                 if column == OURS:
                     raise
                 failed[method, column] = short_reason(exc)
-        for _ in range(len(failed) * s.rounds):
-            tick()
-        measured = measure(cases, s, lambda key: key[1] != OURS, tick)
+        for method, _ in failed:
+            for _ in range(s.for_case(method).rounds):
+                tick()
+        measured = {}
+        for settings in {s.for_case(method) for method, _ in cases}:  # the methods of many passes apart
+            part = {key: case for key, case in cases.items() if s.for_case(key[0]) == settings}
+            measured.update(measure(part, settings, lambda key: key[1] != OURS, tick))
     measured.update(failed)
     forward = measured[FORWARD, OURS]
     rows: dict[str, dict[str, Cell]] = {}
@@ -553,9 +612,9 @@ def _option_values(control) -> list:
     return [o[1] if isinstance(o, tuple) else o for o in control.options]
 
 
-def _panel_subsets(control) -> list:
+def _panel_subsets(control) -> list:  # a few, and those shown at first (the methods of many passes are not)
     every = tuple(_option_values(control))
-    return [every[:3], every]
+    return [every[:3], tuple(default_panels())]
 
 
 @dataclass(frozen=True)
@@ -771,7 +830,7 @@ def run(models=("course", "efficientnet_lite0", "resnet50", "vgg16"), settings: 
         raise ValueError(f"unknown model(s) {unknown}; choose among {list(MODEL_SPECS)}")
     status = peer_status() if peers else {column: "not requested (--no-peers)" for column in PEERS}
     report = Report(machine_header(), status, s)
-    total = sum(len(plan(name, status)[1]) * s.rounds for name in models)
+    total = sum(s.for_case(method).rounds for name in models for method, _ in plan(name, status)[1])
     total += explorer_units(s) if explorers else 0
     with tqdm(total=total, desc="benchmarks", unit="run", disable=not progress, file=sys.stderr) as bar:
         for name in models:
@@ -809,7 +868,12 @@ def _legend(s: Settings) -> str:
             f"is cheaper). Median of {s.reps} interleaved rounds{warmup}; CPU, batch 1, eval mode; the "
             "trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
             f"({s.smoothgrad_samples} in one batch), activation maximization per step ({s.optvis_steps}-step runs, "
-            "Fourier image, jitter/scale/rotate). `ours ms` is the bare time. "
+            "Fourier image, jitter/scale/rotate). The methods of many passes (" + ", ".join(HEAVY) + ") are whole "
+            f"calls, {s.heavy_reps} round{'s' if s.heavy_reps > 1 else ''} without warm-up, {s.masked_batch} "
+            f"images per batch for ours and the peers alike, at the Grad-CAM layer (every channel), "
+            f"{s.ig_steps} Integrated Gradients steps (captum: its midpoint rule, as ours), occlusion windows of an "
+            "eighth of the side with half that as stride; "
+            f"{NOT_TIMED} on VGG-16. `ours ms` is the bare time. "
             f"{NO_SUCH_METHOD} = the library has no such method; {NOT_APPLICABLE} = the method cannot work on "
             "this model.")
 
