@@ -9,11 +9,15 @@ One module per concern; import the one you need:
 - ``hooks``: layer lookup, the model guard, activations and gradients
 - ``relu_rules``: the ReLU backward rules of lesson 04 (plain, guided, deconvnet)
 - ``targets``: what a target means (class, list, None, function) and the input check
-- ``saliency``: vanilla gradient, guided backprop, deconvnet, SmoothGrad (lesson 04)
+- ``saliency``: vanilla gradient, guided backprop, deconvnet, SmoothGrad (lesson 04); Input × Gradient,
+  Integrated Gradients (lesson 11)
 - ``optvis``: activation maximization: parameterizations, transforms, objectives (lesson 03)
-- ``cam``: CAM, Grad-CAM, Guided Grad-CAM, upsampling and normalization (lessons 05–07)
+- ``cam``: CAM, Grad-CAM, Guided Grad-CAM, upsampling and normalization (lessons 05–07); Grad-CAM++,
+  XGrad-CAM, LayerCAM, HiResCAM (lesson 11)
+- ``gradient_free``: Score-CAM, Ablation-CAM, Eigen-CAM, occlusion: no gradient, other inputs (lesson 11)
 - ``methods``: the method registry: every explanation method by name, sharing passes
 - ``evaluation``: pointing game, energy inside the mask, deletion/insertion, sanity checks (lessons 09–10)
+- ``leaderboard``: every method on every measure of ``evaluation``, one table per model (lesson 11)
 - ``features``: feature maps, layer shapes, display normalizations (lesson 01)
 - ``filters``: filter weights as pictures and statistics, a random twin (lesson 02)
 - ``plotting``: pure drawing functions (take ``ax=``, return the figure)

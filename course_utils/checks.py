@@ -33,7 +33,8 @@ __all__ = ["verdict", "compare",
            "check_most_opponent_filter",  # lesson 02
            "check_neuron_ascent_function", "check_hf_energy_function", "check_hf_change",
            "check_regularized_ascent_function",  # lesson 03
-           "check_swapped_rates", "check_true_class_energy", "check_unchanged_without_shape"]  # lesson 10
+           "check_swapped_rates", "check_true_class_energy", "check_unchanged_without_shape",  # lesson 10
+           "check_grad_cam_pp", "check_integrated_gradients", "check_metric_agreement"]  # lesson 11
 
 
 def verdict(name: str, yours, expected, atol: float = 1e-5) -> tuple[bool, str]:
@@ -1338,3 +1339,200 @@ def check_unchanged_without_shape(yours, shortcut, course, scenes, n: int = 120)
                  [(_tops(m, painted(img.mean(dim=(1, 2), keepdim=True))) == b).float().mean()
                   for m, b in zip((shortcut, course), before)]}
     print(_two_numbers(name, yours, share, ("the shortcut model's", "the course model's"), wrong, 1e-6))
+
+
+# --- lesson 11 ---
+# Exercise 1 asks for Grad-CAM++'s map from a layer's maps A and their gradient G; exercise 2 for
+# Integrated Gradients; both are tried on tiny cases whose answers are worked out by hand below.
+
+
+def _pp_hand_cases():
+    """Two images of one channel at two positions, A and G (2, 1, 1, 2), and the maps by hand.
+
+    Image 0: A = (1, 3), G = (1, -1), so sum A = 4 and alpha = G^2 / (2 G^2 + 4 G^3) = (1/6, -1/2);
+    the weight is sum alpha ReLU(G) = 1/6 and the map (1/6, 1/2). Grad-CAM's weight, the mean of G, is 0.
+    Image 1: A = (-1, 3), G = (1, 1), so sum A = 2, alpha = 1/4 at both positions, the weight 1/2 and
+    the map ReLU(-1/2, 3/2) = (0, 3/2): the final ReLU matters."""
+    a = torch.tensor([[[[1.0, 3.0]]], [[[-1.0, 3.0]]]])
+    g = torch.tensor([[[[1.0, -1.0]]], [[[1.0, 1.0]]]])
+    right = torch.tensor([[[1 / 6, 1 / 2]], [[0.0, 3 / 2]]])
+    wrong = {  # the mistake in words -> the maps it gives, each worked out the same way
+        "that is Grad-CAM: its weight is the mean gradient; Grad-CAM++ weighs each position's ReLU(G) by alpha":
+            [[[0.0, 0.0]], [[0.0, 3.0]]],
+        "the negative gradients count too: the weight sums alpha · ReLU(G), not alpha · G":
+            [[[2 / 3, 2.0]], [[0.0, 3 / 2]]],
+        "alpha's denominator takes A at each position: it takes the channel's sum over all positions, sum_ab A_ab":
+            [[[1 / 3, 1.0]], [[0.0, 18 / 5]]],
+        "alpha is missing: the weight is sum alpha · ReLU(G), not sum ReLU(G)": [[[1.0, 3.0]], [[0.0, 6.0]]],
+        "the weight is a sum over the positions, not a mean": [[[1 / 12, 1 / 4]], [[0.0, 3 / 4]]],
+        "each position is weighted by its own alpha · ReLU(G) (that is closer to LayerCAM): sum them over the "
+        "positions first, one weight per channel": [[[1 / 6, 0.0]], [[0.0, 3 / 4]]],
+        "the final ReLU is missing (image 1 has a negative activation)": [[[1 / 6, 1 / 2]], [[-1 / 2, 3 / 2]]],
+    }
+    return a, g, right, wrong
+
+
+def check_grad_cam_pp(fn) -> None:
+    """Lesson 11, exercise 1: ``fn(a, g)``, Grad-CAM++'s map after its ReLU (N, h, w) from a layer's maps ``a`` and
+    the gradient ``g`` (N, K, h, w): on two images worked out by hand, on a channel whose gradient is zero
+    (alpha is 0 there, not 0/0) and on random maps and gradients."""
+    from .cam import GRADIENT_CAMS
+
+    name = "Grad-CAM++ by hand"
+    forbidden = {"GRADIENT_CAMS", "_grad_cam_pp_map", "grad_cam", "GradCAM", "explain", "Explainer"}
+    a, g, right, wrong = _pp_hand_cases()
+    yours, error = _student_call(name, fn, forbidden, a.clone(), g.clone())
+    if error:
+        return print(error)
+    if tuple(getattr(yours, "shape", ())) != (2, 1, 2):
+        return print(f"✗ {name}: maps A of shape (2, 1, 1, 2) should give (2, 1, 2), one map per image (the "
+                     f"channels summed); yours is {type(yours).__name__} {tuple(getattr(yours, 'shape', ()))}")
+    if not _near(yours, right):
+        hint = _first_match(yours, wrong)
+        return print(f"✗ {name}: " + (hint or "on A = (1, 3), G = (1, -1) the map is (1/6, 1/2) by hand, on "
+                                      f"A = (-1, 3), G = (1, 1) it is (0, 3/2); yours {_rounded(yours)}"))
+    # a channel with no gradient at all (G = 0: alpha = 0 / 0) beside one with A = (2, 0), G = (1, 1): map (1, 0)
+    zero = (torch.tensor([[[[1.0, 1.0]], [[2.0, 0.0]]]]), torch.tensor([[[[0.0, 0.0]], [[1.0, 1.0]]]]))
+    yours, error = _student_call(name, fn, (), *(t.clone() for t in zero))
+    if error:
+        return print(error)
+    if not _near(yours, [[[1.0, 0.0]]]):
+        return print(f"✗ {name}: right on the two hand cases, but where a channel's gradient is 0 its alpha is "
+                     f"0 / 0: count it as 0 (torch.where on the denominator); yours gave {_rounded(yours)}, "
+                     "by hand (1, 0)")
+    gen = torch.Generator().manual_seed(1111)
+    a, g = torch.randn(3, 5, 4, 6, generator=gen).clamp(min=0), torch.randn(3, 5, 4, 6, generator=gen) / 10
+    yours, error = _student_call(name, fn, (), a.clone(), g.clone())
+    if error:
+        return print(error)
+    expected = GRADIENT_CAMS["Grad-CAM++"](a, g).clamp(min=0)
+    ok, message = verdict(f"{name}, 3 images of 5 random 4×6 maps", yours, expected)
+    print(f"✓ {name}: right on three cases worked out by hand and on random maps" if ok else message)
+
+
+def _rounded(t) -> list:
+    """A small answer as nested lists of numbers rounded to 3 decimals (for a message)."""
+    return np.round(np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t, dtype=float), 3).tolist()
+
+
+class _Squares(torch.nn.Module):
+    """logit_c = sum_p W[c, p] x_p^2 + b_c over the flattened input: d logit_c / d x_p = 2 W[c, p] x_p, so along
+    the path alpha x the gradient grows linearly in alpha and Integrated Gradients is exactly W[c, p] x_p^2."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, square: bool = True):
+        super().__init__()
+        self.weight, self.bias, self.square = torch.nn.Parameter(weight), torch.nn.Parameter(bias), square
+
+    def forward(self, x):
+        v = x.flatten(1)
+        return (v * v if self.square else v) @ self.weight.T + self.bias
+
+
+def _ig_call(name: str, fn, model, x, target: int, steps: int):
+    """The student's ``fn(model, x, target, steps)`` with the model guarded: ``(result, None)`` or ``(None, line)``
+    when it is missing, raises, leaves a hook or writes the parameters' ``.grad`` (the check undoes both)."""
+    from .hooks import hook_counts, model_guard
+
+    grads = [(p, p.grad) for p in model.parameters()]
+    with model_guard(model):
+        before = sum(hook_counts(model).values())
+        yours, error = _student_call(name, fn, {"integrated_gradients", "explain", "Explainer"}, model, x.clone(),
+                                     target, steps)
+        left = _hooks_left(model, before)
+    written = any(p.grad is not g for p, g in grads)
+    for p, g in grads:
+        p.grad = g
+    if error:
+        return None, error
+    if left:
+        return None, f"✗ {name}: your function leaves {left}: remove it in a finally (the check took it off)"
+    if written:
+        return None, (f"✗ {name}: your function wrote .grad on the model's parameters: take the gradient to the "
+                      "input only, with torch.autograd.grad")
+    if tuple(getattr(yours, "shape", ())) != tuple(x.shape):
+        return None, (f"✗ {name}: the attributions have the input's shape {tuple(x.shape)}; yours is "
+                      f"{type(yours).__name__} {tuple(getattr(yours, 'shape', ()))}")
+    return yours, None
+
+
+def check_integrated_gradients(fn, loaded) -> None:
+    """Lesson 11, exercise 2: ``fn(model, x, target, steps)``, Integrated Gradients from a black baseline (0) with
+    the midpoint rule, on a linear and a quadratic model worked out by hand (where it is exact and adds up to
+    the score's change), then against ``saliency.integrated_gradients`` on a new scene of the course model."""
+    from . import saliency
+
+    name = "Integrated Gradients by hand"
+    weight = torch.tensor([[1.0, -2.0, 0.5, 3.0], [-1.0, 2.0, 4.0, -0.5], [0.25, 1.0, -3.0, 2.0]])
+    bias = torch.tensor([0.5, -1.0, 2.0])
+    x = torch.tensor([[[[1.0, 2.0], [-1.0, 0.5]]], [[[3.0, -2.0], [1.0, -1.0]]]])  # (2, 1, 2, 2)
+    target, steps, m = 1, 4, 4
+    w = weight[target].view(1, 1, 2, 2)
+    linear_by_hand = w * x  # the gradient is W[c] everywhere on the path: IG = (x - 0) · W[c]
+    squares_by_hand = w * x * x  # the gradient at alpha x is 2 W[c] alpha x; its mean over the midpoints is W[c] x
+    for square, by_hand in [(False, linear_by_hand), (True, squares_by_hand)]:
+        model = _Squares(weight.clone(), bias.clone(), square)
+        kind = "a quadratic model, logit = Σ W x² + b" if square else "a linear model, logit = W x + b"
+        yours, error = _ig_call(name, fn, model, x, target, steps)
+        if error:
+            return print(error)
+        if _near(yours, by_hand, 1e-5):
+            continue
+        wrong = {"you used the points k/steps, k = 1..steps (the right-hand sum of the paper's eq. 3): the lesson "
+                 "uses the midpoints (k + ½)/steps, exact here": by_hand * (m + 1) / m,
+                 "you used the points k/steps, k = 0..steps-1 (the left-hand sum): use the midpoints (k + ½)/steps":
+                     by_hand * (m - 1) / m,
+                 "the gradients are added up over the steps: take their mean": by_hand * m,
+                 "that is Input × Gradient (the gradient at the image only): average the gradient along the path "
+                 "from the baseline": 2 * by_hand if square else None,
+                 "the mean gradient is not multiplied by (x - baseline)": w * x if square else w.expand_as(x)}
+        hint = _first_match(yours, {k: v for k, v in wrong.items() if v is not None})
+        if hint is None and not square:
+            hint = "IG is exactly x · W[c] here: differentiate the target's logit (not a probability)"
+        with torch.no_grad():
+            change = float((model(x)[:, target] - model(torch.zeros_like(x))[:, target]).sum())
+        return print(f"✗ {name}: on {kind}, " + (hint or f"your attributions add up to {_numbers(yours).sum():.3g} "
+                                                 f"over the two images; completeness says score(x) − score(0) "
+                                                 f"= {change:.3g}"))
+    scene_x, (t, _) = _scene_input(loaded, seed=7, index=6)
+    scene_x = scene_x.repeat(2, 1, 1, 1) * torch.tensor([1.0, 0.5]).view(2, 1, 1, 1)  # the scene and a dimmer copy
+    yours, error = _ig_call(name, fn, loaded.model, scene_x, t, 6)
+    if error:
+        return print(error)
+    expected = saliency.integrated_gradients(loaded.model, scene_x, t, steps=6, progress=False)
+    ok, message = verdict(f"{name}, on a new scene of the course model (6 steps)", yours, expected, atol=1e-4)
+    print(f"✓ {name}: exact on a linear and a quadratic model (the attributions add up to the score's change) and "
+          "the course's on a new scene" if ok else message + ": the tiny models pass, so look at the points "
+          "(k + ½)/steps for k = 0..steps−1, and at the class")
+
+
+def check_metric_agreement(yours, board) -> None:
+    """Lesson 11, exercise 3: [Spearman's correlation, over the methods of ``board``, of their pointing game with
+    their insertion AUC, and with their deletion AUC], each measure turned so that larger is better (deletion:
+    minus its AUC), the scores rounded to 2 decimals as the table prints them (so that methods whose maps are
+    equal up to float rounding tie on every CPU), tied scores sharing their mean rank (``evaluation.spearman``)."""
+    from .evaluation import spearman
+
+    name = "do the measures agree"
+    if yours is None:  # nothing to compute yet
+        return print(_NOT_YET.format(name))
+    raw = [np.array([board.scores[m][metric] for m in board.methods])
+           for metric in ("pointing game", "insertion AUC", "deletion AUC")]
+    pointing, insertion, deletion = (np.round(column, 2) for column in raw)
+    expected = [spearman(pointing, insertion), spearman(pointing, -deletion)]
+
+    def pearson(a, b):
+        return float(np.corrcoef(a, b)[0, 1])
+
+    def no_ties(a, b):  # ranks by sorting twice: tied scores get different ranks
+        return pearson(np.argsort(np.argsort(a, kind="stable")), np.argsort(np.argsort(b, kind="stable")))
+
+    wrong = {"the second is the wrong way round: a lower deletion AUC is better, so correlate with minus the AUC":
+                 [expected[0], -expected[1]],
+             "this is Pearson's correlation of the scores: correlate their ranks (evaluation.spearman)":
+                 [pearson(pointing, insertion), pearson(pointing, -deletion)],
+             "tied scores must share their mean rank (many methods tie on the pointing game): use evaluation.spearman":
+                 [no_ties(pointing, insertion), no_ties(pointing, -deletion)],
+             "round each score to 2 decimals first, as the table prints them: maps equal up to float rounding must tie":
+                 [spearman(raw[0], raw[1]), spearman(raw[0], -raw[2])]}
+    print(_two_numbers(name, yours, expected, ("the agreement with insertion", "the agreement with deletion"),
+                       wrong, 1e-6))

@@ -3,6 +3,7 @@ weights cache filled with randomly initialised weights (no network, ever)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -117,3 +118,12 @@ def no_network(monkeypatch):
 def resnet18_random():
     torch.manual_seed(0)
     return torchvision.models.resnet18(weights=None).eval()
+
+
+@functools.cache
+def small_boards():
+    """Two leaderboards small enough for the tests that build every explorer (lesson 11's would take ~25 s)."""
+    from course_utils.leaderboard import leaderboard
+
+    methods = ["vanilla gradient", "Grad-CAM"]
+    return {name: leaderboard(name, methods, n_scenes=3, n_pairs=2, progress=False) for name in ("course", "shortcut")}

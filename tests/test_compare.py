@@ -16,7 +16,8 @@ from course_utils.cam import cam as class_activation_map
 from course_utils.features import feature_maps, normalize
 from course_utils.saliency import deconvnet, guided_backprop, saliency_map, vanilla_gradient
 from course_utils.widgets.compare import default_panels, offered_panels
-from tests.conftest import ForwardCounter, all_hooks, assert_each_change_redraws, assert_same_state, model_state
+from tests.conftest import (ForwardCounter, all_hooks, assert_each_change_redraws, assert_same_state, model_state,
+                            small_boards)
 
 
 @pytest.fixture
@@ -133,13 +134,14 @@ EXPLORERS = sorted(n for n, obj in inspect.getmembers(widgets, inspect.isclass)
 
 
 def test_every_explorer_is_checked():
-    assert len(EXPLORERS) == 12 and "CompareExplorer" in EXPLORERS
+    assert len(EXPLORERS) == 13 and "CompareExplorer" in EXPLORERS and "LeaderboardExplorer" in EXPLORERS
 
 
 @pytest.mark.parametrize("name", EXPLORERS)
 def test_sliders_and_text_fields_update_on_release_only(name, empty_torch_home):
     """A slider dragged across 50 values must cost one redraw, not 50."""
-    options = {"ActivationMaxExplorer": {"threaded": False}, "EvaluationExplorer": {"n_scenes": 4}}
+    options = {"ActivationMaxExplorer": {"threaded": False}, "EvaluationExplorer": {"n_scenes": 4},
+               "LeaderboardExplorer": {"boards": small_boards()} if name == "LeaderboardExplorer" else {}}
     ex = getattr(widgets, name)(**options.get(name, {}))
     continuous = [k for k, c in ex.controls.items() if isinstance(c, _CONTINUOUS) and c.continuous_update]
     assert not continuous, f"{name}: {continuous} redraw on every step of a drag"

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 import course_utils.widgets as widgets
 from course_utils import models
 from course_utils.widgets import base
+from tests.conftest import small_boards
 from tests.test_widgets import png_bytes, upload
 
 EXPLORERS = sorted(n for n, obj in inspect.getmembers(widgets, inspect.isclass)
@@ -26,11 +27,13 @@ CLASS_EXPLORERS = ["CAMExplorer", "CompareExplorer", "GradCAMExplorer", "GuidedG
 MODEL_EXPLORERS = [*CLASS_EXPLORERS, "ActivationMaxExplorer", "FilterExplorer", "GraphExplorer",
                    "PredictionExplorer"]
 #: What each explorer is built with here: quick, and synchronous.
-OPTIONS = {"ActivationMaxExplorer": {"threaded": False}, "EvaluationExplorer": {"n_scenes": 4}}
+OPTIONS = {"ActivationMaxExplorer": {"threaded": False}, "EvaluationExplorer": {"n_scenes": 4},
+           "LeaderboardExplorer": lambda: {"boards": small_boards()}}
 
 
 def make(name: str, **options):
-    return getattr(widgets, name)(**{**OPTIONS.get(name, {}), **options})
+    made = OPTIONS.get(name, {})
+    return getattr(widgets, name)(**{**(made() if callable(made) else made), **options})
 
 
 def test_the_lists_name_real_explorers():

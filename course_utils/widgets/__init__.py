@@ -16,11 +16,12 @@ from .evaluation import EvaluationExplorer
 from .feature_maps import FeatureMapExplorer
 from .filters import FilterExplorer
 from .graphs import GraphExplorer
+from .leaderboard import LeaderboardExplorer
 from .prediction import PredictionExplorer
 from .saliency import SaliencyExplorer
 from .shortcut import ShortcutExplorer
 
 __all__ = ["ActivationMaxExplorer", "CAMExplorer", "ClassExplorer", "CompareExplorer", "EvaluationExplorer",
            "Explorer", "FeatureMapExplorer", "FilterExplorer", "GradCAMExplorer", "GraphExplorer",
-           "GuidedGradCAMExplorer", "PredictionExplorer", "SaliencyExplorer", "ShortcutExplorer", "cached_model",
-           "choose_image", "image_choices", "image_controls", "my_images_dir"]
+           "GuidedGradCAMExplorer", "LeaderboardExplorer", "PredictionExplorer", "SaliencyExplorer", "ShortcutExplorer",
+           "cached_model", "choose_image", "image_choices", "image_controls", "my_images_dir"]
