@@ -46,6 +46,7 @@ from .hooks import model_guard
 from .images import sample_photo
 from .methods import METHODS, explain, method_layer
 from .models import LoadedModel, load_model
+from .saliency import _progress
 from .scenes import CLASSES, make_scenes
 
 __all__ = ["METRICS", "OPTIONS", "PHOTOS", "PIXELS_PER_BATCH", "SANITY_THRESHOLD", "STEPS", "Board", "Metric",
@@ -321,7 +322,7 @@ def leaderboard(model, methods=None, *, n_scenes: int = 12, n_pairs: int = 8, se
     forward = _time_forward(net, x)
 
     scores, per_scene, maps, cost = {}, {}, {}, {}
-    bar = _bar(len(names), progress, f"leaderboard: {loaded.name}")
+    bar = _progress(len(names), progress, f"leaderboard: {loaded.name}", "method")
     try:
         for method in names:
             bar.set_postfix_str(method)
@@ -341,21 +342,3 @@ def leaderboard(model, methods=None, *, n_scenes: int = 12, n_pairs: int = 8, se
     return Board(loaded.name, names, metrics, scores, per_scene, maps,
                  images, masks, targets, [loaded.categories[t] for t in targets], cost)
 
-
-def _bar(total: int, show: bool, desc: str):
-    if show:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="method")
-
-    class _Silent:
-        def update(self, k):
-            pass
-
-        def set_postfix_str(self, s):
-            pass
-
-        def close(self):
-            pass
-
-    return _Silent()

@@ -293,6 +293,9 @@ def _progress(total: int, show: bool, desc: str, unit: str = "batch"):
         def update(self, k):
             pass
 
+        def set_postfix_str(self, s):
+            pass
+
         def close(self):
             pass
 

@@ -83,8 +83,8 @@ REGISTRY_ROWS = {{"SmoothGrad": SMOOTH, "Grad-CAM": GRADCAM}.get(name, name): na
 #: feature maps, every method of the registry, the class switch, activation maximization.
 METHODS = [FORWARD, FLOOR, FEATURES, *REGISTRY_ROWS, SWITCH, OPTVIS]
 #: The methods of hundreds of passes (one per channel, window or path point): timed in ``heavy_reps``
-#: rounds with no warm-up, and on :data:`HEAVY_MODELS` only (VGG-16's 512 channels at 224² would add
-#: minutes for nothing new).
+#: rounds after one warm-up, and on :data:`HEAVY_MODELS` only: VGG-16's 512 channels at 224² would add
+#: minutes for nothing new.
 HEAVY = [row for row, name in REGISTRY_ROWS.items() if REGISTRY[name].many_passes and row != SMOOTH]
 HEAVY_MODELS = ("course", "efficientnet_lite0", "resnet50")
 NOT_TIMED = "not timed (many passes)"
@@ -132,7 +132,7 @@ class Settings:
     optvis_steps: int = 4  # steps per run; the time is divided by their number
     explorer_reps: int = 7
     warmup: bool = True  # one untimed round first
-    heavy_reps: int = 1  # rounds of the methods of many passes (each call is seconds long), no warm-up
+    heavy_reps: int = 1  # timed rounds of the methods of many passes (each call is seconds long), after a warm-up
     masked_batch: int = 32  # images per batch of those methods, ours and the peers'
     ig_steps: int = 32  # Integrated Gradients' steps
 
@@ -151,7 +151,9 @@ class Settings:
 
     def for_case(self, method: str) -> Settings:
         """The settings the case of ``method`` is timed with (fewer rounds for the methods of many passes)."""
-        return dataclasses.replace(self, reps=self.heavy_reps, warmup=False) if method in HEAVY else self
+        # with a warm-up still: the first call at a new batch size pays for oneDNN's new kernels, and
+        # without one the case timed first in the round (ours) pays for the others
+        return dataclasses.replace(self, reps=self.heavy_reps) if method in HEAVY else self
 
 
 # --- the result -------------------------------------------------------------------------------
@@ -411,10 +413,11 @@ def _grad_cam(method: str, b: Bench, s: Settings) -> Timed:
              "HiResCAM": gc.HiResCAM, "Score-CAM": gc.ScoreCAM, "Ablation-CAM": gc.AblationCAM,
              "Eigen-CAM": gc.EigenCAM}
     if method in kinds:
-        # AblationCAM swaps the target layer, found by identity, for its own while it runs: after
-        # GuidedBackpropReLUModel has made every ReLU one shared module, that is the first ReLU of
-        # the network. It gets a copy of its own.
-        own = b.model_for("grad-cam, ablation") if method == "Ablation-CAM" else m
+        # A copy that GuidedBackpropReLUModel never touched: after it, every ReLU is one shared module,
+        # so hooks on the layer would fire at every ReLU of the network (EigenCAM then takes an SVD of
+        # VGG-16's first 224×224 maps: 20 GB), and AblationCAM, which swaps the target layer found by
+        # identity for its own while it runs, would swap the first ReLU. Ablation-CAM gets its own.
+        own = b.model_for("grad-cam, ablation" if method == "Ablation-CAM" else "grad-cam, CAMs")
 
         def other_cam(x):
             layer = functools.reduce(getattr, spec.last.split("."), own)
@@ -869,7 +872,7 @@ def _legend(s: Settings) -> str:
             "trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
             f"({s.smoothgrad_samples} in one batch), activation maximization per step ({s.optvis_steps}-step runs, "
             "Fourier image, jitter/scale/rotate). The methods of many passes (" + ", ".join(HEAVY) + ") are whole "
-            f"calls, {s.heavy_reps} round{'s' if s.heavy_reps > 1 else ''} without warm-up, {s.masked_batch} "
+            f"calls, {s.heavy_reps} timed round{'s' if s.heavy_reps > 1 else ''}, {s.masked_batch} "
             f"images per batch for ours and the peers alike, at the Grad-CAM layer (every channel), "
             f"{s.ig_steps} Integrated Gradients steps (captum: its midpoint rule, as ours), occlusion windows of an "
             "eighth of the side with half that as stride; "
