@@ -10,7 +10,7 @@
   (the paper's "counterfactual explanations"), ``rule`` changes how the ReLUs after the layer pass gradients back.
 * :data:`GRADIENT_CAMS` — Grad-CAM and its gradient cousins, each a different way of
   turning the layer's maps A and their gradient G into one map: Grad-CAM++
-  (Chattopadhyay et al. 2018), XGrad-CAM (Fu et al. 2020), LayerCAM (Jiang et al.
+  (Chattopadhay et al. 2018), XGrad-CAM (Fu et al. 2020), LayerCAM (Jiang et al.
   2021) and HiResCAM (Draelos & Carin 2020); ``grad_cam(..., variant=...)``.
 * :class:`GradCAM` — one forward pass kept, any number of classes explained from
   it, by any of those or (where it applies) CAM: what an explorer needs when only the class changes.
@@ -92,7 +92,7 @@ def _grad_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _grad_cam_pp_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19 and 10): each position's positive gradient weighted by
+    """Grad-CAM++ (Chattopadhay et al. 2018, eq. 19 and 10): each position's positive gradient weighted by
     alpha = G^2 / (2 G^2 + sum_ab A_ab G^3). The paper's higher derivatives are powers of G because it
     explains exp(score); that factor is one positive number per image, left out here."""
     g2 = g * g

@@ -199,7 +199,7 @@ METHODS: dict[str, Method] = {
     "Guided Grad-CAM": Method(lambda e, t, layer: guided_product(e.gradient("guided", t), _grad_cam(e, t, layer)),
                               "gradient", "gradcam_layer", paper="Selvaraju et al. 2017", rule="guided", lesson=7),
     # lesson 11: the rest of the CAM family and of attribution
-    "Grad-CAM++": _gradient_cam("Grad-CAM++", "Chattopadhyay et al. 2018"),
+    "Grad-CAM++": _gradient_cam("Grad-CAM++", "Chattopadhay et al. 2018"),
     "XGrad-CAM": _gradient_cam("XGrad-CAM", "Fu et al. 2020"),
     "LayerCAM": _gradient_cam("LayerCAM", "Jiang et al. 2021"),
     "HiResCAM": _gradient_cam("HiResCAM", "Draelos & Carin 2020"),

@@ -442,7 +442,7 @@ def test_torchcam_grad_cam_pp_leaves_out_alpha(request, case_name):
     divides a copy (indexing with a boolean mask makes one), so alpha stays G^2 and its channel weights are
     sum(G^2 * ReLU(G)) instead of sum(alpha * ReLU(G)) with alpha = G^2 / (2 G^2 + sum(A) G^3). Its maps are
     reproduced here from the course's A and G with that weight, and differ from the course's Grad-CAM++
-    (Chattopadhyay et al. 2018, eq. 19). A library bug, not a convention: report it upstream."""
+    (Chattopadhay et al. 2018, eq. 19). A library bug, not a convention: report it upstream."""
     case = get_case(request, case_name)
     theirs = run_torchcam(tc.GradCAMpp, case)
     ours = GradCAM(case.model, case.x, case.layer)
