@@ -127,3 +127,10 @@ def small_boards():
 
     methods = ["vanilla gradient", "Grad-CAM"]
     return {name: leaderboard(name, methods, n_scenes=3, n_pairs=2, progress=False) for name in ("course", "shortcut")}
+
+
+def printed(capsys) -> str:
+    """What an exercise check printed: exactly one line (a check never prints more)."""
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, f"a check prints one line, got:\n{out}"
+    return out

@@ -14,18 +14,12 @@ from course_utils.methods import explain
 from course_utils.models import load_model
 from course_utils.scenes import make_scene, make_scenes
 
-from .conftest import assert_same_state, model_state
+from .conftest import assert_same_state, model_state, printed
 
 
 @pytest.fixture(scope="module")
 def course():
     return load_model("course")
-
-
-def printed(capsys) -> str:
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, f"a check prints one line, got:\n{out}"
-    return out
 
 
 # --- lesson 07 ---

@@ -13,18 +13,12 @@ from course_utils import checks
 from course_utils.cam import GRADIENT_CAMS
 from course_utils.models import load_model
 
-from .conftest import assert_same_state, model_state
+from .conftest import assert_same_state, model_state, printed
 
 
 @pytest.fixture(scope="module")
 def course():
     return load_model("course")
-
-
-def printed(capsys) -> str:
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, f"a check prints one line, got:\n{out}"
-    return out
 
 
 # --- exercise 1: Grad-CAM++ from A and G ---
