@@ -28,6 +28,13 @@ model with one round and tiny settings: its numbers mean nothing, its shape is c
 
 from __future__ import annotations
 
+import os
+
+# NumPy's BLAS (OpenBLAS) keeps its threads spinning for a while after a call, which takes the
+# cores from the torch call timed next: after pytorch-grad-cam's EigenCAM (a NumPy SVD) the next
+# case measured 2-3x its time, whoever's it was. Torch owns the cores here: one BLAS thread for NumPy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import contextlib
 import copy
@@ -38,7 +45,6 @@ import importlib
 import importlib.metadata
 import inspect
 import io
-import os
 import platform
 import statistics
 import sys
@@ -868,8 +874,8 @@ def _ms(seconds: float | None) -> str:
 def _legend(s: Settings) -> str:
     warmup = " after a warm-up" if s.warmup else " (no warm-up)"
     return (f"**ratio = time / forward-only time of the same model in this run** (1.00 = one forward pass; lower "
-            f"is cheaper). Median of {s.reps} interleaved rounds{warmup}; CPU, batch 1, eval mode; the "
-            "trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
+            f"is cheaper). Median of {s.reps} interleaved rounds{warmup}; CPU, batch 1, eval mode, NumPy's "
+            f"BLAS on {os.environ.get('OPENBLAS_NUM_THREADS', 'all')} thread(s); the trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
             f"({s.smoothgrad_samples} in one batch), activation maximization per step ({s.optvis_steps}-step runs, "
             "Fourier image, jitter/scale/rotate). The methods of many passes (" + ", ".join(HEAVY) + ") are whole "
             f"calls, {s.heavy_reps} timed round{'s' if s.heavy_reps > 1 else ''}, {s.masked_batch} "
