@@ -163,12 +163,19 @@ class WeightsNotAvailableError(RuntimeError):
     file on this machine is damaged (the message names the file and what is wrong)."""
 
 
+def _has_layer(model: nn.Module, name: str) -> bool:
+    for part in name.split("."):  # down the children's dicts: a few dict lookups
+        model = model._modules.get(part)
+        if model is None:
+            return False
+    return True
+
+
 def record_for(model: nn.Module) -> ModelRecord:
     """The record of a network built by the course: the first of :data:`MODELS` with the
     same architecture whose layers it has. Gives the default layers of :mod:`~course_utils.cam`."""
-    names = {n for n, _ in model.named_modules()}
-    for r in MODELS.values():
-        if type(model) is r.architecture and {*r.blocks, *filter(None, (r.cam_layer, r.fc))} <= names:
+    for r in MODELS.values():  # the architecture first, then each layer by its path (no walk over every module)
+        if type(model) is r.architecture and all(_has_layer(model, n) for n in (*r.blocks, r.cam_layer, r.fc) if n):
             return r
     raise ValueError(f"a {type(model).__name__} is not one of the course's models ({', '.join(MODELS)}), so it "
                      "has no default layer: give the layer (and for CAM the linear head fc) by name")

@@ -488,6 +488,21 @@ def test_records_of_one_architecture_agree_on_the_default_layers():
     assert [n for n in models.model_names() if models.MODELS[n].shipped] == ["course", "efficientnet_lite0"]
 
 
+def test_a_network_missing_a_layer_its_record_names_has_no_record():
+    """record_for() follows each named layer down the children: one missing two levels down (the course
+    model's features.relu5) or at the top (ResNet's fc) and the network is not the course's model."""
+    net = coursenet.CourseNet()
+    assert models.record_for(net).name == "course"
+    del net.features.relu5
+    with pytest.raises(ValueError, match="CourseNet is not one of the course's models"):
+        models.record_for(net)
+    resnet = torchvision.models.resnet18()
+    assert models.record_for(resnet).architecture is torchvision.models.ResNet
+    del resnet.fc
+    with pytest.raises(ValueError, match="ResNet is not one of the course's models"):
+        models.record_for(resnet)
+
+
 @pytest.mark.parametrize("name", [n for n, r in models.MODELS.items() if not r.shipped])
 def test_imagenet_records_match_their_weights_preprocessing(name):
     tf = models.MODELS[name].tv_weights.transforms()
