@@ -10,8 +10,8 @@ that are installed (``pip install -e ".[bench]"``: captum, grad-cam, torchcam,
 torch-lucent). The headline is a ratio: the method's time over the forward-only
 time of the same model in the same run, so that a slow or busy machine changes the
 milliseconds but hardly the ratios. Each time is the median of ``--reps`` rounds after
-one warm-up round; the cases of a model are interleaved round by round, so that
-machine noise hits them alike. "autograd floor" is a forward pass and
+one warm-up round; the cases of a model are interleaved round by round, in a new
+(seeded) order each round, so that machine noise and neighbours hit them alike. "autograd floor" is a forward pass and
 ``torch.autograd.grad`` to the input written inline, with no library code: every
 gradient to the input costs at least that.
 
@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import os
 
-# NumPy's BLAS (OpenBLAS) keeps its threads spinning for a while after a call, which takes the
-# cores from the torch call timed next: after pytorch-grad-cam's EigenCAM (a NumPy SVD) the next
-# case measured 2-3x its time, whoever's it was. Torch owns the cores here: one BLAS thread for NumPy.
+# NumPy's BLAS (OpenBLAS) and OpenCV (pytorch-grad-cam resizes its maps with it) keep thread pools
+# that go on spinning for a while after a call, taking the cores from the torch call timed next: after
+# pytorch-grad-cam's EigenCAM (a NumPy SVD, OpenCV resizes) the next case measured 2-3x its time, and
+# still 1.15x with NumPy alone held back, whoever's case it was. Torch owns the cores here: one thread each.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")
 
 import argparse
 import contextlib
@@ -46,6 +48,7 @@ import importlib.metadata
 import inspect
 import io
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -529,12 +532,17 @@ def plan(name: str, peers: dict[str, str]) -> tuple[dict[tuple[str, str], str], 
 
 def measure(cases: dict[Any, Timed], s: Settings, may_fail: Callable[[Any], bool], tick: Callable[[], None]):
     """Median time of each case over ``s.reps`` interleaved rounds (after a warm-up
-    round), divided by its ``per``: ``{key: seconds or 'failed: ...'}``. Only the cases
+    round; the cases in a new seeded order each round), divided by its ``per``: ``{key: seconds or 'failed: ...'}``. Only the cases
     ``may_fail`` allows (the peers) are turned into a note when they raise."""
     out: dict[Any, float | str] = {}
     times: dict[Any, list[float]] = {key: [] for key in cases}
     for round_ in range(s.rounds):
-        for key, case in cases.items():
+        # a new order each round (seeded): what a case runs after (a peer's large batch freed, say) changes its
+        # time, and a fixed order would hand the same neighbour to the same case in every round
+        order = list(cases)
+        random.Random(round_).shuffle(order)
+        for key in order:
+            case = cases[key]
             if key in out:  # failed earlier
                 tick()
                 continue
@@ -874,8 +882,9 @@ def _ms(seconds: float | None) -> str:
 def _legend(s: Settings) -> str:
     warmup = " after a warm-up" if s.warmup else " (no warm-up)"
     return (f"**ratio = time / forward-only time of the same model in this run** (1.00 = one forward pass; lower "
-            f"is cheaper). Median of {s.reps} interleaved rounds{warmup}; CPU, batch 1, eval mode, NumPy's "
-            f"BLAS on {os.environ.get('OPENBLAS_NUM_THREADS', 'all')} thread(s); the trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
+            f"is cheaper). Median of {s.reps} interleaved rounds{warmup}, the cases in a new order each round; CPU, "
+            f"batch 1, eval mode, NumPy's BLAS and OpenCV on {os.environ.get('OPENBLAS_NUM_THREADS', 'all')} "
+            "thread(s) (torch has the cores); the trained course model, EfficientNet-Lite0 (ImageNet weights), ResNet-50 and VGG-16 with random weights. SmoothGrad is per noisy sample "
             f"({s.smoothgrad_samples} in one batch), activation maximization per step ({s.optvis_steps}-step runs, "
             "Fourier image, jitter/scale/rotate). The methods of many passes (" + ", ".join(HEAVY) + ") are whole "
             f"calls, {s.heavy_reps} timed round{'s' if s.heavy_reps > 1 else ''}, {s.masked_batch} "
