@@ -169,7 +169,7 @@ def guided_grad_cam_figure(shown, picture, label: str, method: str, layer: str) 
 
 
 def compare_figure(shown, results: dict, label: str, where: dict | None = None, alpha: float = 0.5,
-                   columns: int = 4, maps=("CAM", "Grad-CAM")) -> Image.Image:
+                   columns: int = 4, maps=("CAM", "Grad-CAM"), attributions=()) -> Image.Image:
     """The input, then a panel per method of ``results`` (name -> an (H, W) map in [0, 1], over the input for
     the methods named in ``maps``; the feature maps' mosaic; or why it does not apply); ``where``: each one's layer.
 
@@ -177,14 +177,16 @@ def compare_figure(shown, results: dict, label: str, where: dict | None = None, 
     too), not a matplotlib figure: the panels are coloured in NumPy (:func:`compare_panels`) and
     put side by side with their titles (:func:`panel_picture`), in a quarter of the time eight
     matplotlib axes took."""
-    return panel_picture(*compare_panels(shown, results, label, where, alpha, maps), columns=columns)
+    return panel_picture(*compare_panels(shown, results, label, where, alpha, maps, attributions), columns=columns)
 
 
 def compare_panels(shown, results: dict, label: str, where: dict | None = None, alpha: float = 0.5,
-                   maps=("CAM", "Grad-CAM")):
+                   maps=("CAM", "Grad-CAM"), attributions=()):
     """What :func:`compare_figure` shows: ``(panels, titles, notes)``, each panel an (S, S, 3) array in
     [0, 1] (S: the input's side times a whole number, at least about 224), each title two lines, and
-    ``notes``: panel index -> the text written on a panel whose method does not apply."""
+    ``notes``: panel index -> the text written on a panel whose method does not apply. ``maps`` are the
+    panels laid over the image; the others are input gradients (|g|), or attributions for the panels
+    named in ``attributions`` (Input × Gradient, Integrated Gradients: the input times a gradient)."""
     image = plotting._as_display(shown)
     image = image / 255.0 if image.dtype == np.uint8 else image
     side = image.shape[0] * max(1, round(_PANEL / image.shape[0]))
@@ -204,7 +206,8 @@ def compare_panels(shown, results: dict, label: str, where: dict | None = None, 
             titles.append((f"{panel}\nat {at}" if at else panel) + (" (all zero)" if np.max(data) <= 0 else ""))
         else:
             panels.append(_fit(_colour(data, "inferno"), side))
-            titles.append(f"{panel}\n" + (f"at {at}, |g|" if at else "|g|, max over colours"))
+            shows = "|attribution|" if panel in attributions else "|g|"
+            titles.append(f"{panel}\n" + (f"at {at}, {shows}" if at else f"{shows}, max over colours"))
     return panels, titles, notes
 
 

@@ -46,6 +46,7 @@ class Method:
     rule: str | None = None  # the ReLU rule of the input gradient it reads (Explainer.gradient), if any
     many_passes: bool = False  # it runs the model dozens of times or more (options batch_size and progress)
     lesson: int | None = None  # the lesson that teaches it: explorers of earlier lessons leave later methods out
+    attribution: bool = False  # a "gradient" output that is an attribution (the input times a gradient), not a gradient
 
 
 class Explainer:
@@ -208,9 +209,10 @@ METHODS: dict[str, Method] = {
     "Ablation-CAM": Method(lambda e, t, layer, **kw: ablation_cam(e.model, e.x, t, layer, **kw), "map",
                            "gradcam_layer", paper="Desai & Ramaswamy 2020", many_passes=True, lesson=11),
     "Eigen-CAM": Method(_eigen_cam, "map", "gradcam_layer", paper="Muhammad & Yeasin 2020", lesson=11),
-    "Input × Gradient": Method(_input_x_gradient, "gradient", paper="Shrikumar et al. 2016", rule="plain", lesson=11),
+    "Input × Gradient": Method(_input_x_gradient, "gradient", paper="Shrikumar et al. 2016", rule="plain", lesson=11,
+                               attribution=True),
     "Integrated Gradients": Method(lambda e, t, _, **kw: integrated_gradients(e.model, e.x, t, **kw), "gradient",
-                                   paper="Sundararajan et al. 2017", many_passes=True, lesson=11),
+                                   paper="Sundararajan et al. 2017", many_passes=True, lesson=11, attribution=True),
     "Occlusion": Method(lambda e, t, _, **kw: occlusion(e.model, e.x, t, **kw), "map",  # at the input's size
                         paper="Zeiler & Fergus 2014", many_passes=True, lesson=11),
 }

@@ -109,6 +109,15 @@ def test_the_methods_of_many_passes_are_offered_not_shown_and_work_when_chosen(d
         assert picture.shape == (64, 64) and 0 <= picture.min() < picture.max() == 1, p
 
 
+def test_attributions_are_titled_as_attributions_and_maps_laid_over_the_image(dashboard, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(widgets.compare.figures, "compare_panels",
+                        lambda *args, **kwargs: seen.update(args=args) or ([np.zeros((8, 8, 3))], ["input"], {}))
+    dashboard.controls["methods"].value = ("vanilla gradient", "Input × Gradient", "Grad-CAM", "Eigen-CAM")
+    *_, maps, attributions = seen["args"]
+    assert attributions == {"Input × Gradient"} and maps == {"Grad-CAM", "Eigen-CAM"}
+
+
 def test_guided_product_is_guided_backprop_times_the_scaled_map():
     guided = torch.ones(1, 3, 4, 4)
     maps = torch.tensor([[[0.0, 2.0], [4.0, 4.0]]])  # scaled to 0, 0.5, 1, 1 before upsampling

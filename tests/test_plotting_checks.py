@@ -178,6 +178,9 @@ def test_compare_panels_colour_each_method_as_the_lessons_do():
                       "vanilla gradient\n|g|, max over colours", "CAM\nnot applicable",
                       "Grad-CAM\nat features.relu3", "Guided Grad-CAM\n|g|, max over colours"]
     assert figures.compare_panels(image, {"CAM": np.zeros((8, 8))}, "star")[1][1] == "CAM (all zero)"
+    attributed = figures.compare_panels(image, {"Integrated Gradients": heat, "vanilla gradient": heat}, "star",
+                                        attributions={"Integrated Gradients"})[1][1:]
+    assert attributed == ["Integrated Gradients\n|attribution|, max over colours", "vanilla gradient\n|g|, max over colours"]
     course = figures.compare_panels(np.zeros((64, 64, 3), np.uint8), {}, "star")[0]
     assert course[0].shape == (256, 256, 3)  # 64² shown 4 times as big, whole pixels
     with pytest.raises(ValueError, match="float images are shown in"):

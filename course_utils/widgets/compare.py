@@ -45,8 +45,9 @@ def _at_layer(panel: str) -> bool:
 
 class CompareExplorer(_BlockLayers, ClassExplorer):
     """Pick an image, a model, a class, a layer and the panels to show. Gradient pictures are ``|g|``,
-    the maximum over colours (lesson 04's "abs" display); CAM and Grad-CAM maps are laid over the
-    image; feature maps are the layer's 16 most active channels, each scaled to its own range."""
+    the maximum over colours (lesson 04's "abs" display), and so are attributions (Input × Gradient,
+    Integrated Gradients: ``|attribution|``); the methods' maps (CAM, Grad-CAM and its family, Occlusion)
+    are laid over the image; feature maps are the layer's 16 most active channels, each scaled to its own range."""
 
     def __init__(self, models: list[str] | None = None, k: int = 6, panels=None, cache_size: int = 128, *,
                  model: str | None = None, image: str = "scene 0"):
@@ -107,4 +108,5 @@ class CompareExplorer(_BlockLayers, ClassExplorer):
         self._prefetch(panels)
         return figures.compare_figure(self.prepared().shown, {p: self.result(p) for p in panels},
                                       self.target()[1], where=where, alpha=self.controls["alpha"].value,
-                                      maps={p for p in panels if p in METHODS and METHODS[p].output == "map"})
+                                      maps={p for p in panels if p in METHODS and METHODS[p].output == "map"},
+                                      attributions={p for p in panels if p in METHODS and METHODS[p].attribution})
