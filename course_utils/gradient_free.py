@@ -27,7 +27,7 @@ from torch import nn
 
 from .cam import _check_spatial, _defaults, _ratio, normalize_maps, upsample
 from .hooks import capture, model_guard
-from .saliency import _progress
+from .saliency import progress_bar
 from .targets import check_input, target_classes
 
 __all__ = ["ablation_cam", "eigen_cam", "layer_maps", "occlusion", "score_cam"]
@@ -61,7 +61,7 @@ def _scores(model: nn.Module, batches, classes: list[int], total: int, progress:
     """The logit of ``classes[i]`` for each image of each batch ``(i, images)`` (made as they are
     needed), in order: (total,)."""
     out = torch.empty(total)
-    bar, done = _progress(total, progress, desc, "pass"), 0
+    bar, done = progress_bar(total, progress, desc, "pass"), 0
     try:
         with model_guard(model, eval=True), torch.no_grad():
             for i, images in batches:
@@ -150,7 +150,7 @@ def ablation_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, *, 
         return out
 
     yk, copy_input = torch.empty(n, k), False
-    bar = _progress(n * k, progress, f"Ablation-CAM ({n * k} ablations)", "pass")
+    bar = progress_bar(n * k, progress, f"Ablation-CAM ({n * k} ablations)", "pass")
     try:
         with model_guard(model, eval=True), torch.no_grad():
             model.get_submodule(name).register_forward_hook(ablate)  # removed by the guard

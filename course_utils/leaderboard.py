@@ -46,7 +46,7 @@ from .hooks import model_guard
 from .images import sample_photo
 from .methods import METHODS, explain, method_layer
 from .models import LoadedModel, load_model
-from .saliency import _progress
+from .saliency import progress_bar
 from .scenes import CLASSES, make_scenes
 
 __all__ = ["METRICS", "OPTIONS", "PHOTOS", "PIXELS_PER_BATCH", "SANITY_THRESHOLD", "STEPS", "Board", "Metric",
@@ -322,7 +322,7 @@ def leaderboard(model, methods=None, *, n_scenes: int = 12, n_pairs: int = 8, se
     forward = _time_forward(net, x)
 
     scores, per_scene, maps, cost = {}, {}, {}, {}
-    bar = _progress(len(names), progress, f"leaderboard: {loaded.name}", "method")
+    bar = progress_bar(len(names), progress, f"leaderboard: {loaded.name}", "method")
     try:
         for method in names:
             bar.set_postfix_str(method)

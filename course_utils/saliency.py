@@ -202,7 +202,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, rule: str = "p
     noisy = (x.unsqueeze(1) + sigma.view(n, 1, 1, 1, 1) * z).flatten(0, 1)  # (N*S, C, H, W), image-major
     total = torch.zeros_like(noisy)
     starts = range(0, noisy.shape[0], batch_size)
-    bar = _progress(len(starts), progress, f"SmoothGrad ({samples} samples)")
+    bar = progress_bar(len(starts), progress, f"SmoothGrad ({samples} samples)")
     try:
         for s in starts:
             sl = slice(s, s + batch_size)
@@ -251,7 +251,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, step
     alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
     points = [(i, a) for i in range(len(x)) for a in alphas.tolist()]
     total = torch.zeros_like(x)
-    bar = _progress(len(points), progress, f"Integrated Gradients ({steps} steps)", "point")
+    bar = progress_bar(len(points), progress, f"Integrated Gradients ({steps} steps)", "point")
     try:
         for s in range(0, len(points), batch_size):
             part = points[s:s + batch_size]
@@ -283,23 +283,12 @@ def completeness(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, 
     return attributions.detach().flatten(1).sum(1).cpu(), gap.cpu()
 
 
-def _progress(total: int, show: bool, desc: str, unit: str = "batch"):
-    if show:
-        from tqdm.auto import tqdm
+def progress_bar(total: int, show: bool, desc: str, unit: str = "batch"):
+    """The course's progress bar over ``total`` steps (tqdm, in a notebook its widget); ``show=False``: a
+    silent one with the same methods. Shared by the methods of many passes and the leaderboard."""
+    from tqdm.auto import tqdm  # imported here: most calls of the course never need it
 
-        return tqdm(total=total, desc=desc, unit=unit)
-
-    class _Silent:
-        def update(self, k):
-            pass
-
-        def set_postfix_str(self, s):
-            pass
-
-        def close(self):
-            pass
-
-    return _Silent()
+    return tqdm(total=total, desc=desc, unit=unit, disable=not show)
 
 
 def saliency_map(grad: torch.Tensor, display: str = "abs", *, percentile: float = 99.0,
