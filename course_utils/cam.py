@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hooks import (RELU_RULES, capture, check_gradients_allowed, get_layer, layer_name, layer_names,
+from .hooks import (RELU_RULES, capture, check_gradients_allowed, eval_mode, get_layer, layer_name, layer_names,
                     model_guard, relu_rule)
 from .targets import check_input, resolve_targets, target_classes
 from .models import record_for
@@ -86,9 +86,16 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
+def _weighted_maps(weights: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Each image's maps summed with its own channel weights, sum_k w_k A_k: weights (N, K),
+    maps a (N, K, h, w) -> (N, h, w). (One batched matrix product: half the time of the einsum.)"""
+    n, k, h, w = a.shape
+    return torch.bmm(weights.unsqueeze(1), a.reshape(n, k, h * w)).view(n, h, w)
+
+
 def _grad_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017, eq. 1-2): each channel weighted by its gradient's spatial mean."""
-    return torch.einsum("nk,nkhw->nhw", g.mean(dim=(2, 3)), a)
+    return _weighted_maps(g.mean(dim=(2, 3)), a)
 
 
 def _grad_cam_pp_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -97,14 +104,14 @@ def _grad_cam_pp_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     explains exp(score); that factor is one positive number per image, left out here."""
     g2 = g * g
     alpha = _ratio(g2, 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g)
-    return torch.einsum("nk,nkhw->nhw", (alpha * g.clamp(min=0)).sum(dim=(2, 3)), a)
+    return _weighted_maps((alpha * g.clamp(min=0)).sum(dim=(2, 3)), a)
 
 
 def _xgrad_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """XGrad-CAM (Fu et al. 2020, eq. 12): the gradient averaged with the channel's own maps as weights,
     sum_xy (A_xy / sum A) G_xy."""
     weights = _ratio((a * g).sum(dim=(2, 3)), a.sum(dim=(2, 3)))
-    return torch.einsum("nk,nkhw->nhw", weights, a)
+    return _weighted_maps(weights, a)
 
 
 def _layer_cam_map(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -139,7 +146,7 @@ def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: st
             f"CAM needs {layer!r} to feed {fc!r} through global average pooling, but it has "
             f"{a.shape[1]} channels and {fc!r} takes {head.in_features} inputs; use Grad-CAM for this network")
     with torch.no_grad():
-        if not torch.allclose(head(a.mean(dim=(2, 3))), logits, rtol=1e-3, atol=1e-4):
+        if not torch.allclose(F.linear(a.mean(dim=(2, 3)), head.weight, head.bias), logits, rtol=1e-3, atol=1e-4):
             raise ValueError(
                 f"CAM needs the logits to be {fc!r}(spatial mean of {layer!r}); in this network something else "
                 "happens in between, so CAM does not apply: use Grad-CAM")
@@ -147,18 +154,19 @@ def _cam_head(model: nn.Module, a: torch.Tensor, logits: torch.Tensor, layer: st
 
 
 def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str, fc: str):
-    """(logits, the layer's maps, the linear head), after checking that CAM applies.
+    """(logits, the layer's maps, the linear head), from one forward pass.
     ``layer`` and ``fc`` are dotted names, checked by the caller."""
     check_input(x)
-    with model_guard(model, eval=True), torch.no_grad():
+    # CAM changes nothing in the model but the mode (capture removes its own hook), so
+    # eval_mode guards enough, at a third of model_guard's cost.
+    with eval_mode(model), torch.no_grad():
         with capture(model, layer) as acts:
             logits = model(x)
-        if layer not in acts:
-            raise RuntimeError(f"layer {layer!r} did not run during the forward pass")
-        a = acts[layer]
-        _check_spatial(layer, a)
-        head = _cam_head(model, a, logits, layer, fc)
-    return logits, a, head
+    if layer not in acts:
+        raise RuntimeError(f"layer {layer!r} did not run during the forward pass")
+    a = acts[layer]
+    _check_spatial(layer, a)
+    return logits, a, _cam_head(model, a, logits, layer, fc)
 
 
 def _cam_maps(head: nn.Linear, a: torch.Tensor, logits: torch.Tensor, target, layer: str) -> CAMResult:
@@ -167,8 +175,7 @@ def _cam_maps(head: nn.Linear, a: torch.Tensor, logits: torch.Tensor, target, la
         raise TypeError("CAM explains one class per image: give a class index, a list of them or None")
     classes = target_classes(logits, target)
     with torch.no_grad():
-        weights = head.weight[classes.to(a.device)]  # (N, K): w_k^c for each image's class
-        maps = torch.einsum("nk,nkhw->nhw", weights, a)
+        maps = _weighted_maps(head.weight[classes.to(a.device)], a)  # w_k^c for each image's class
     return CAMResult(maps.cpu(), classes, logits.cpu(), layer)
 
 
@@ -352,8 +359,8 @@ class GradCAM:
         _check_spatial(layer, self.acts[layer])
         fc = _defaults(self._model, layer, fc, cam=True)[1]
         a = self.acts[layer].detach()
-        return _cam_maps(_cam_head(self._model, a, self._logits.detach(), layer, fc), a, self._logits.detach(),
-                         target, layer)
+        logits = self._logits.detach()
+        return _cam_maps(_cam_head(self._model, a, logits, layer, fc), a, logits, target, layer)
 
     def _layer(self, layer) -> str:
         """The name of a captured layer: ``None`` is the first, a module is looked up by name."""

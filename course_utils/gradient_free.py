@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cam import _check_spatial, _defaults, _ratio, normalize_maps, upsample
+from .cam import _check_spatial, _defaults, _ratio, _weighted_maps, normalize_maps, upsample
 from .hooks import capture, model_guard
 from .saliency import progress_bar
 from .targets import check_input, target_classes
@@ -115,7 +115,7 @@ def score_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, *, bat
         logit[i, flat[i]] = scores[done + len(asked[i]) - 1] if flat[i].any() else 0.0  # the one zero mask's answer
         done += len(asked[i])
     weights = logit.softmax(dim=1).to(a.device)
-    return torch.einsum("nk,nkhw->nhw", weights, a).clamp(min=0).cpu()
+    return _weighted_maps(weights, a).clamp(min=0).cpu()
 
 
 def ablation_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, *, batch_size: int = 32,
@@ -170,7 +170,7 @@ def ablation_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, *, 
     finally:
         bar.close()
     weights = _ratio(y[:, None] - yk, y[:, None].expand_as(yk)).to(acts.device)
-    return torch.einsum("nk,nkhw->nhw", weights, acts.float()).clamp(min=0).cpu()
+    return _weighted_maps(weights, acts.float()).clamp(min=0).cpu()
 
 
 def eigen_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, *,

@@ -27,11 +27,12 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .relu_rules import RELU_RULES, relu_rule
 
-__all__ = ["LayerNotFoundError", "get_layer", "layer_name", "layer_names", "list_layers", "model_guard", "capture",
-           "check_gradients_allowed", "hook_counts", "RELU_RULES", "relu_rule"]
+__all__ = ["LayerNotFoundError", "get_layer", "layer_name", "layer_names", "list_layers", "model_guard", "eval_mode",
+           "capture", "check_gradients_allowed", "hook_counts", "RELU_RULES", "relu_rule"]
 
 
 # --- layer lookup ---------------------------------------------------------------
@@ -151,6 +152,36 @@ def hook_counts(model: nn.Module) -> dict[str, int]:
     return {d.strip("_"): sum(len(getattr(m, d, {})) for m in model.modules()) for d in _HOOK_DICTS}
 
 
+def _modules(model: nn.Module) -> list[nn.Module]:
+    """The model and every sub-module once (a shared one too), in definition order, walked
+    straight through the ``_modules`` dicts: nn.Module's own attribute lookup would cost more
+    than a small network's forward pass on a model of a few hundred modules."""
+    modules, seen = [model], {id(model)}
+    for m in modules:
+        for kid in m.__dict__["_modules"].values():
+            if kid is not None and id(kid) not in seen:
+                seen.add(id(kid))
+                modules.append(kid)
+    return modules
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` for the block, and every module's ``training`` flag handed back on exit
+    (normal or by exception). Enough of a guard for code that changes nothing else: a
+    forward pass under ``torch.no_grad()`` whose hooks :func:`capture` removes (CAM)."""
+    modules = _modules(model)
+    training = [m.__dict__["training"] for m in modules]
+    if any(training):
+        model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in zip(modules, training):
+            if m.__dict__["training"] != flag:
+                m.training = flag
+
+
 @contextlib.contextmanager
 def model_guard(model: nn.Module, eval: bool = False) -> Iterator[nn.Module]:
     """Hand the model back exactly as it came in, whatever happens inside; ``eval=True`` puts it
@@ -160,32 +191,26 @@ def model_guard(model: nn.Module, eval: bool = False) -> Iterator[nn.Module]:
     flag, every parameter's ``requires_grad``, every ``inplace`` flag, the
     child modules (nothing replaced), and the hooks (any hook added inside
     the block is removed; hooks the caller had stay). Exceptions propagate.
+    A hook is known as added inside by its handle's id: torch numbers handles in
+    the order they are made, so those made in the block number from the count at entry.
     """
-    # Read straight from each module's __dict__: nn.Module's attribute lookup would cost
-    # more than the whole forward pass's Python work on a model of a few hundred modules.
-    modules, seen = [model], {id(model)}
-    for m in modules:  # every module once (a shared one too), walked through the _modules dicts
-        for kid in m.__dict__["_modules"].values():
-            if kid is not None and id(kid) not in seen:
-                seen.add(id(kid))
-                modules.append(kid)
+    first_new_hook = RemovableHandle.next_id  # every hook added inside the block gets an id from here on
+    modules = _modules(model)
     states = [m.__dict__ for m in modules]
+    children = [dict(d["_modules"]) for d in states]
     training = [d["training"] for d in states]
     inplace = [(m, d["inplace"]) for m, d in zip(modules, states) if isinstance(d.get("inplace"), bool)]
     params = {id(p): p for d in states for p in d["_parameters"].values() if p is not None}  # shared once
     requires_grad = [(p, p.requires_grad) for p in params.values()]
-    children = [dict(d["_modules"]) for d in states]
-    hooks = [{h: set(table) for h in _HOOK_DICTS if (table := d.get(h))} for d in states]  # most are empty
     try:
         if eval and any(training):
             model.eval()
         yield model
     finally:
-        for d, before in zip(states, hooks):
+        for d in states:
             for h in _HOOK_DICTS:
                 if table := d.get(h):
-                    keys = before.get(h, ())
-                    for k in [k for k in table if k not in keys]:
+                    for k in [k for k in table if k >= first_new_hook]:
                         del table[k]
         for d, kids in zip(states, children):
             if d["_modules"] != kids:

@@ -17,6 +17,7 @@ its function.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,11 +125,18 @@ class Explainer:
         """The raw output of ``method`` for ``target`` (class index, list, None = top class)
         at ``layer`` (by default the record's for this method)."""
         compute = _method(method).compute
-        params = inspect.signature(compute).parameters
-        unknown = sorted(set(options) - set(params))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        names, any_name = _option_names(compute)
+        unknown = sorted(set(options) - names)
+        if unknown and not any_name:
             raise TypeError(f"{method} takes no option {', '.join(unknown)}")
         return compute(self, target, method_layer(self.model, method, layer), **options)
+
+
+@functools.cache
+def _option_names(compute) -> tuple[frozenset, bool]:
+    """The keyword names ``compute`` takes, and whether it takes any (``**options``): read once per method."""
+    params = inspect.signature(compute).parameters
+    return frozenset(params), any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def method_layer(model: nn.Module, method: str, layer=None) -> str | None:

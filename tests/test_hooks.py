@@ -11,6 +11,7 @@ from course_utils.coursenet import CourseNet
 from course_utils.hooks import (
     LayerNotFoundError,
     capture,
+    eval_mode,
     RELU_RULES,
     get_layer,
     layer_name,
@@ -476,6 +477,45 @@ def test_guard_restores_each_submodules_training_flag_not_just_the_roots(root_tr
     before = model_state(model)
     activations_and_gradients(model, torch.randn(2, 1, 4, 4), "3", target=0)
     assert [m.training for m in model.modules()] == flags
+    assert_same_state(before, model_state(model))
+
+
+@pytest.mark.parametrize("root_training", [True, False])
+def test_eval_mode_sets_every_module_to_eval_and_hands_back_each_flag_after_an_error(root_training):
+    """CAM's lighter guard: every module in eval mode inside (also when the root already is),
+    each module's own flag back after the block, whether it ends normally or by an error."""
+    model = mixed_mode_model(root_training)
+    flags = [m.training for m in model.modules()]
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == flags
+    with pytest.raises(ZeroDivisionError), eval_mode(model):
+        1 / 0
+    assert [m.training for m in model.modules()] == flags
+
+
+def test_cam_on_a_mixed_mode_model_failing_half_way_leaves_it_unchanged():
+    """CAM guards with eval_mode only: a forward pass that raises after the captured layer ran
+    must still leave no hook and every flag as it was (and a normal call the same)."""
+    from course_utils.cam import cam
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(2, 3))
+    model[2].train()
+    model[0].train()
+    before, flags = model_state(model), [m.training for m in model.modules()]
+    x = torch.randn(1, 1, 5, 6)
+    assert cam(model, x, 1, layer="1", fc="5").maps.shape == (1, 3, 4)
+    assert [m.training for m in model.modules()] == flags
+
+    def explode(*args):
+        raise RuntimeError("half way")
+
+    model[3].register_forward_hook(explode)
+    with pytest.raises(RuntimeError, match="half way"):
+        cam(model, x, 1, layer="1", fc="5")
+    assert [m.training for m in model.modules()] == flags and all_hooks(model) == 1  # only the caller's hook
+    model[3]._forward_hooks.clear()
     assert_same_state(before, model_state(model))
 
 
