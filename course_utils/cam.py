@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .hooks import (RELU_RULES, capture, check_gradients_allowed, eval_mode, get_layer, layer_name, layer_names,
-                    model_guard, relu_rule)
+                    relu_rule)
 from .targets import check_input, resolve_targets, target_classes
 from .models import record_for
 from .saliency import guided_backprop
@@ -269,8 +269,9 @@ class GradCAM:
         self.layers = layer_names(model, layers)
         if not self.layers:
             raise ValueError("GradCAM needs at least one layer")
-        # The graph is recorded from the layers up only (from the input up with to_input).
-        with model_guard(model, eval=True), torch.set_grad_enabled(to_input):
+        # The graph is recorded from the layers up only (from the input up with to_input). Nothing
+        # but the mode changes (capture removes its hooks, relu_rule swaps functions): eval_mode guards enough.
+        with eval_mode(model), torch.set_grad_enabled(to_input):
             xg = x.detach().clone().requires_grad_(True) if to_input else x.detach()
             with capture(model, self.layers, detach=False, start_graph=not to_input) as acts:
                 if rule == "plain" and not to_input:  # ordinary autograd: nothing to intercept

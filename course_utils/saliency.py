@@ -27,7 +27,7 @@
   (``rgb``), scaled to [0, 1] (or [-1, 1]) without ever producing NaN.
 
 Every function runs the model in eval mode inside :func:`~course_utils.hooks.model_guard`
-and takes the gradient with ``torch.autograd.grad`` to the input only, so the
+(or :func:`~course_utils.hooks.eval_mode`, where the mode is all that changes) and takes the gradient with ``torch.autograd.grad`` to the input only, so the
 model comes back unchanged and no parameter's ``.grad`` is written. They work
 under ``torch.no_grad()`` (they switch gradients on for themselves and leave the
 mode as it was); inside ``torch.inference_mode()``, where no gradient can be had,
@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hooks import RELU_RULES, capture, check_gradients_allowed, layer_name, model_guard, relu_rule
+from .hooks import RELU_RULES, capture, check_gradients_allowed, eval_mode, layer_name, model_guard, relu_rule
 from .targets import check_input, class_list, resolve_targets
 
 __all__ = [
@@ -92,7 +92,8 @@ def input_gradients(model: nn.Module, x: torch.Tensor, target=None, rules=("plai
         raise ValueError(f"unknown ReLU rule(s) {unknown}; choose among {list(RELU_RULES)}" if unknown
                          else f"no ReLU rule given; choose among {list(RELU_RULES)}")
     grads = {}
-    with model_guard(model, eval=True), torch.enable_grad():  # explain the model as it predicts
+    # Nothing but the mode changes (relu_rule swaps functions, not modules): eval_mode guards enough.
+    with eval_mode(model), torch.enable_grad():  # explain the model as it predicts
         xg = x.detach().clone().requires_grad_(True)
         if rules == ("plain",):  # ordinary autograd: no need to intercept anything
             logits = model(xg)
