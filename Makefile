@@ -3,6 +3,7 @@
 #   make test   set up (first time only) and run every test
 #   make app    the compare dashboard as a standalone app (Voilà), for class
 #   make bench  the performance report (ratios to the forward pass; not part of make test)
+#   make classroom  what a class costs on a JupyterHub: memory and CPU per student (not part of make test)
 #   make mutants  mutation testing: how many small bugs each module's tests catch (long; not part of make test)
 # Setting up creates a virtual environment in .venv and installs the course
 # (course_utils with its test extras) into it; nothing outside this folder changes.
@@ -12,7 +13,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test app bench mutants slides weights model shortcut debiased notebooks clean
+.PHONY: setup lab test app bench classroom mutants slides weights model shortcut debiased notebooks clean
 
 $(STAMP): pyproject.toml binder/overrides.json
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ $(STAMP): pyproject.toml binder/overrides.json
 	# JupyterLab's defaults for a classroom: no "get Jupyter news?" prompt, no update check.
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp binder/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	# configurable-http-proxy (Node), for the JupyterHub test (tests/hub), into the venv; skipped without npm.
+	if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(VENV)/hub-proxy --no-audit --no-fund --loglevel=error configurable-http-proxy@5 \
+	  || echo "npm could not install configurable-http-proxy: the JupyterHub test will be skipped"; fi
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,6 +53,11 @@ app: $(STAMP)
 # are timed beside ours when installed: $(BIN)/python -m pip install -e ".[bench]"
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/report.py --markdown tests/benchmarks/latest.md
+
+# Memory per student server and per lesson, CPU seconds per lesson, and how many students at once
+# two cores serve with explorer answers under a second (about 25 minutes); the README's classroom table.
+classroom: $(STAMP)
+	$(BIN)/python tests/benchmarks/classroom.py --markdown tests/benchmarks/classroom.md
 
 # Mutation testing: one small change per mutant, each module's own tests run against it; writes
 # the kill score per module and the survivors (tools/mutants.py --help: --module, --max, --list).

@@ -28,6 +28,32 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 
 
+def end_process_group(proc: subprocess.Popen, label: str, forced: list[str],
+                      others: list[psutil.Process] = ()) -> list[psutil.Process]:
+    """Wait for ``proc`` (already asked to stop) to end, kill it after STOP_TIMEOUT_S (noting
+    ``label`` in ``forced``), then kill whatever is still in its process group, then ``others``
+    (processes of its tree that live in sessions of their own) that outlived it, each noted in
+    ``forced``. Returns those still alive after that."""
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        forced.append(f"{label} pid {proc.pid}")
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _, alive = psutil.wait_procs(list(others), timeout=5.0)
+    for p in alive:
+        try:
+            forced.append(f"{p.name()} pid {p.pid}")
+            p.kill()
+        except psutil.Error:
+            pass
+    return psutil.wait_procs(alive, timeout=5.0)[1]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -125,28 +151,8 @@ class LabServer:
                 self.shutdown_kernels()  # polite first: the server stops its kernels
             children += [c for c in self._descendants() if c not in children]
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                forced.append(f"jupyter lab server pid {self.proc.pid}")
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-        # Whatever else is still in the server's process group.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-        # Kernels (and anything they spawned) that outlived the server.
-        _, alive = psutil.wait_procs(children, timeout=5.0)
-        for child in alive:
-            try:
-                forced.append(f"{child.name()} pid {child.pid}")
-                child.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5.0)
+        # Kernels (and anything they spawned) that outlive the server are killed too.
+        end_process_group(self.proc, "jupyter lab server", forced, children)
 
         if self._log_file is not None:
             self._log_file.close()
