@@ -14,6 +14,18 @@ import torchvision
 REPO = Path(__file__).resolve().parent.parent
 
 
+def load_script(path: Path, name: str):
+    """A script that pytest does not collect (tests/benchmarks), imported by path as module ``name``."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
 def all_hooks(model: torch.nn.Module) -> int:
     """Every hook of every kind on every module of the model."""
     from course_utils.hooks import hook_counts

@@ -5,7 +5,6 @@ pytest does not collect tests/benchmarks (norecursedirs), so report.py is loaded
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import socket
@@ -14,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_same_state, model_state
+from tests.conftest import assert_same_state, load_script, model_state
 
 REPORT = Path(__file__).resolve().parent / "benchmarks" / "report.py"
 
 
-def load_report():
-    spec = importlib.util.spec_from_file_location("benchmark_report", REPORT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_report()
+bench = load_script(REPORT, "benchmark_report")
 
 
 def refuse(*args, **kwargs):
