@@ -55,7 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/report.py --markdown tests/benchmarks/latest.md
 
 # Memory per student server and per lesson, CPU seconds per lesson, and how many students at once
-# two cores serve with explorer answers under a second (about 25 minutes); the README's classroom table.
+# two cores serve with explorer answers under a second (about 30 minutes); the README's classroom table.
 classroom: $(STAMP)
 	$(BIN)/python tests/benchmarks/classroom.py --markdown tests/benchmarks/classroom.md
 

@@ -27,11 +27,11 @@
   (``rgb``), scaled to [0, 1] (or [-1, 1]) without ever producing NaN.
 
 Every function runs the model in eval mode inside :func:`~course_utils.hooks.model_guard`
-(or :func:`~course_utils.hooks.eval_mode`, where the mode is all that changes) and takes the gradient with ``torch.autograd.grad`` to the input only, so the
-model comes back unchanged and no parameter's ``.grad`` is written. They work
-under ``torch.no_grad()`` (they switch gradients on for themselves and leave the
-mode as it was); inside ``torch.inference_mode()``, where no gradient can be had,
-they raise one clear error.
+(or :func:`~course_utils.hooks.eval_mode`, where the mode is all that changes) and takes
+the gradient with ``torch.autograd.grad`` to the input only, so the model comes back
+unchanged and no parameter's ``.grad`` is written. They work under ``torch.no_grad()``
+(they switch gradients on for themselves and leave the mode as it was); inside
+``torch.inference_mode()``, where no gradient can be had, they raise one clear error.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python tests/benchmarks/classroom.py --markdown tests/benchmarks/classroom.md   # make classroom
 
-Three parts, each measured on this machine (not part of ``make test``; about 25 minutes):
+Three parts, each measured on this machine (not part of ``make test``; about 30 minutes):
 
 1. **The student's server.** A throw-away JupyterHub (``tests/hub/hub_server.py``, the one the
    classroom test runs) starts a student's single-user server through its REST API; the server's
